@@ -1,0 +1,41 @@
+"""Input pipelines: data sources that yield single examples, and one shared batching pipeline.
+
+Sources (one module per kind of source; new formats go beside these):
+
+- ``kapps.data.tfds``: TensorFlow Datasets (:func:`load_tfds`), with clear errors when the
+  prepared data is missing or damaged.
+- ``kapps.data.images``: class-per-folder images (:func:`image_folder`).
+- ``kapps.data.mnist``: MNIST batches for the LeNet-5 recipe (:func:`mnist`).
+
+Planned beside them: image+mask folders (segmentation), Pascal VOC folders (detection),
+tab-separated text pairs (translation) and plain text (language modelling).
+
+Pipeline: :func:`prepare` (map, cache, shuffle, batch, augment, prefetch) and
+:func:`image_augmentation` (Keras preprocessing layers applied in ``tf.data``).
+
+Example:
+    >>> train = kapps.data.mnist("train", batch_size=256, data_dir="../shared/tfds")
+    >>> ds, classes = kapps.data.image_folder("../shared/data/cifar10/train", 32, shuffle=True)
+    >>> train = kapps.data.prepare(ds, 128, cache=True)
+"""
+
+from kapps.data.errors import DatasetCorruptError, DatasetNotFoundError
+from kapps.data.images import IMAGE_EXTENSIONS, image_folder, list_image_folder, load_image
+from kapps.data.mnist import mnist
+from kapps.data.pipeline import AUTOTUNE, image_augmentation, prepare
+from kapps.data.tfds import load_tfds, tfds_data_dir
+
+__all__ = [
+    "AUTOTUNE",
+    "DatasetCorruptError",
+    "DatasetNotFoundError",
+    "IMAGE_EXTENSIONS",
+    "image_augmentation",
+    "image_folder",
+    "list_image_folder",
+    "load_image",
+    "load_tfds",
+    "mnist",
+    "prepare",
+    "tfds_data_dir",
+]

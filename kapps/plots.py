@@ -1,0 +1,215 @@
+"""Pictures recipes write: training curves and predictions.
+
+Figures are drawn with matplotlib's object API on an Agg canvas (``matplotlib.figure.Figure``
+plus ``FigureCanvasAgg``), never through ``pyplot``: no global figure state and no backend
+switch, so calling these from a notebook or a GUI program changes nothing for the caller.
+Importing this module does not import TensorFlow or matplotlib.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+
+#: Colours for right and wrong predictions.
+RIGHT = "#1a7f37"
+WRONG = "#d1242f"
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> str:
+    path = os.fspath(path)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _history_dict(history_or_csv) -> dict:
+    """``{name: [values]}`` from a History, a dict, or a ``history.csv`` path."""
+    if isinstance(history_or_csv, (str, os.PathLike)):
+        if not os.path.exists(history_or_csv):
+            raise FileNotFoundError(f"history file {os.fspath(history_or_csv)!r} does not exist.")
+        with open(history_or_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        columns = {}
+        for row in rows:
+            for key, value in row.items():
+                columns.setdefault(key, []).append(value)
+        # CSVLogger writes NA for values it did not get (val_* columns of runs without
+        # validation); such columns are left out.
+        return {
+            key: [_to_float(v) for v in values]
+            for key, values in columns.items()
+            if any(v not in ("NA", "", None) for v in values)
+        }
+    if hasattr(history_or_csv, "history"):
+        history = dict(history_or_csv.history)
+        if "epoch" not in history and getattr(history_or_csv, "epoch", None):
+            history["epoch"] = list(history_or_csv.epoch)
+        return history
+    if isinstance(history_or_csv, dict):
+        return dict(history_or_csv)
+    raise TypeError(
+        "history_or_csv must be a keras History, a dict of lists or a path to history.csv; "
+        f"got {type(history_or_csv).__name__}."
+    )
+
+
+def _to_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def plot_history(history_or_csv, path, *, title: str | None = None) -> str:
+    """Training curves: one panel per metric, training and validation lines.
+
+    The learning rate, when logged, gets its own panel on a log scale.
+
+    Args:
+        history_or_csv: a ``keras.callbacks.History``, a dict ``{name: [values]}``, or the
+            path of a ``history.csv`` written by ``CSVLogger`` (``kapps.training.fit``).
+        path: the PNG file to write (``curves.png``); parent folders are created.
+        title: optional figure title.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        FileNotFoundError: a CSV path that does not exist.
+        ValueError: the history holds no metric values.
+        TypeError: ``history_or_csv`` is of another type.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    history = _history_dict(history_or_csv)
+    epochs = history.pop("epoch", None)
+    names = [k for k in history if not k.startswith("val_") and k not in ("learning_rate", "lr")]
+    names += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
+    lr_key = next((k for k in ("learning_rate", "lr") if k in history), None)
+    panels = names + ([lr_key] if lr_key else [])
+    if not panels or not any(len(v) for v in history.values()):
+        raise ValueError("the history holds no metric values to plot.")
+
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = _new_figure(4.2 * cols, 3.2 * rows)
+
+    def x_axis(values):
+        # Keras counts epochs from 0; people count from 1.
+        if epochs and len(epochs) == len(values):
+            return [e + 1 for e in epochs]
+        return list(range(1, len(values) + 1))
+
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        if name == lr_key:
+            ax.plot(x_axis(history[name]), history[name], marker="o", markersize=3)
+            ax.set_yscale("log")
+        else:
+            for key, label, style in ((name, "train", "-"), (f"val_{name}", "validation", "--")):
+                if history.get(key):
+                    ax.plot(x_axis(history[key]), history[key], style, marker="o", markersize=3, label=label)
+            ax.legend()
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_image_predictions(
+    images,
+    labels,
+    predictions,
+    path,
+    class_names=None,
+    *,
+    max_images: int = 36,
+    columns: int | None = None,
+    title: str | None = None,
+) -> str:
+    """A grid of images titled with their predicted class; mistakes in red with a red frame.
+
+    Each title reads ``pred`` when right and ``pred (true)`` when wrong.
+
+    Args:
+        images: array-like ``(n, height, width)``, ``(n, height, width, 1)`` (shown in gray)
+            or ``(n, height, width, 3)``; floats in ``[0, 1]`` or ``uint8``.
+        labels: true class indices ``(n,)``.
+        predictions: predicted class indices ``(n,)`` or scores ``(n, classes)`` (argmax is
+            taken).
+        path: the PNG file to write (``samples.png``); parent folders are created.
+        class_names: names for the class indices; ``None`` shows the indices.
+        max_images: at most this many images are drawn (the first ones).
+        columns: grid columns; default: a square-ish grid.
+        title: optional figure title; default reports the mistakes among those shown.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: the lengths of ``images``, ``labels`` and ``predictions`` differ, or there
+            are no images.
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels).reshape(-1)
+    predictions = np.asarray(predictions)
+    if predictions.ndim == 2:
+        predictions = predictions.argmax(axis=-1)
+    predictions = predictions.reshape(-1)
+    if not (len(images) == len(labels) == len(predictions)):
+        raise ValueError(
+            f"images, labels and predictions must have the same length; got {len(images)}, "
+            f"{len(labels)} and {len(predictions)}."
+        )
+    if len(images) == 0:
+        raise ValueError("no images to plot.")
+    n = min(len(images), max_images)
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+
+    def name(index):
+        index = int(index)
+        return str(class_names[index]) if class_names is not None else str(index)
+
+    fig = _new_figure(1.5 * columns, 1.6 * rows + 0.4)
+    mistakes = 0
+    for i in range(n):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        image = images[i]
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        vmax = 255 if image.dtype == np.uint8 else 1.0
+        if image.dtype != np.uint8:
+            image = np.clip(image.astype(np.float32), 0.0, 1.0)
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=vmax)
+        right = predictions[i] == labels[i]
+        mistakes += not right
+        color = RIGHT if right else WRONG
+        text = name(predictions[i]) if right else f"{name(predictions[i])} ({name(labels[i])})"
+        ax.set_title(text, color=color, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color(color)
+            spine.set_linewidth(1 if right else 3)
+    fig.suptitle(title or f"{mistakes} mistake(s) in {n} images; red: prediction (true label)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,99 @@
+"""kapps.plots: curves and prediction grids written as PNG files."""
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from kapps import plots
+
+
+def _png(path):
+    assert path.stat().st_size > 1000
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    return imread(path)  # (height, width, 4) floats
+
+
+def _red_pixels(image):
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    return int(np.sum((r > 0.7) & (g < 0.35) & (b < 0.35)))
+
+
+HISTORY = {
+    "loss": [1.0, 0.6, 0.4],
+    "accuracy": [0.5, 0.8, 0.9],
+    "val_loss": [0.9, 0.7, 0.5],
+    "val_accuracy": [0.55, 0.75, 0.85],
+    "learning_rate": [0.1, 0.01, 0.001],
+}
+
+
+def test_plot_history_from_dict_and_csv(tmp_path):
+    out = plots.plot_history(HISTORY, tmp_path / "curves.png")
+    assert out == str(tmp_path / "curves.png")
+    image = _png(tmp_path / "curves.png")
+    assert image.shape[1] > 800  # three panels side by side: loss, accuracy, learning rate
+
+    csv_path = tmp_path / "history.csv"
+    keys = sorted(HISTORY)
+    rows = [",".join(["epoch", *keys])]
+    rows += [",".join([str(e), *(str(HISTORY[k][e]) for k in keys)]) for e in range(3)]
+    csv_path.write_text("\n".join(rows) + "\n")
+    plots.plot_history(csv_path, tmp_path / "from_csv.png")
+    plots.plot_history(dict(sorted(HISTORY.items())), tmp_path / "sorted.png")  # CSV column order
+    np.testing.assert_allclose(_png(tmp_path / "from_csv.png"), _png(tmp_path / "sorted.png"))
+
+
+def test_plot_history_from_a_history_object(tmp_path):
+    class FakeHistory:
+        history = {"loss": [0.5, 0.25]}
+        epoch = [0, 1]
+
+    out = plots.plot_history(FakeHistory(), tmp_path / "sub" / "curves.png", title="tiny")
+    assert out == str(tmp_path / "sub" / "curves.png")
+    _png(tmp_path / "sub" / "curves.png")
+
+
+def test_plot_history_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        plots.plot_history(tmp_path / "missing.csv", tmp_path / "c.png")
+    with pytest.raises(ValueError, match="no metric values"):
+        plots.plot_history({}, tmp_path / "c.png")
+    with pytest.raises(TypeError, match="history.csv"):
+        plots.plot_history(42, tmp_path / "c.png")
+
+
+def test_plot_image_predictions_marks_mistakes_in_red(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(9, 28, 28, 1)).astype("float32") * 0.2  # dark gray digits
+    labels = np.arange(9) % 3
+    right = plots.plot_image_predictions(images, labels, labels, tmp_path / "right.png")
+    scores = np.eye(3)[(labels + 1) % 3]  # every prediction wrong, given as scores
+    wrong = plots.plot_image_predictions(
+        images, labels, scores, tmp_path / "samples.png", class_names=["zero", "one", "two"]
+    )
+    right_image, wrong_image = _png(tmp_path / "right.png"), _png(tmp_path / "samples.png")
+    assert right == str(tmp_path / "right.png") and wrong == str(tmp_path / "samples.png")
+    assert right_image.shape[0] > 200 and right_image.shape[1] > 200
+    assert _red_pixels(right_image) == 0
+    assert _red_pixels(wrong_image) > 500
+
+
+def test_plot_image_predictions_rgb_uint8_and_limits(tmp_path):
+    images = np.random.default_rng(1).integers(0, 255, size=(50, 16, 16, 3), dtype=np.uint8)
+    labels = np.zeros(50, dtype=int)
+    plots.plot_image_predictions(images, labels, labels, tmp_path / "rgb.png", max_images=12, columns=6)
+    image = _png(tmp_path / "rgb.png")
+    assert image.shape[1] > image.shape[0]  # 6 columns x 2 rows: wider than tall
+    with pytest.raises(ValueError, match="same length"):
+        plots.plot_image_predictions(images, labels[:3], labels, tmp_path / "x.png")
+
+
+def test_plots_leave_pyplot_alone(tmp_path):
+    backend = matplotlib.get_backend()
+    plots.plot_history(HISTORY, tmp_path / "c.png")
+    assert matplotlib.get_backend() == backend
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []
