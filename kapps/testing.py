@@ -46,6 +46,28 @@ def use_logical_cpus(count=2):
     return len(tf.config.list_logical_devices("CPU"))
 
 
+_CPU_STRATEGY = []
+
+
+def cpu_strategy():
+    """One ``MirroredStrategy`` over every logical CPU device, shared by the whole process.
+
+    Shared because strategies created one after another in a process can hand out colliding
+    collective-op keys ("Shape mismatch in the collective instance") once
+    ``keras.backend.clear_session()`` has run between them.
+    """
+    import tensorflow as tf
+
+    if not _CPU_STRATEGY:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        assert len(devices) >= 2, (
+            "MirroredStrategy check needs two devices; call kapps.testing.use_logical_cpus(2) "
+            "before TensorFlow starts"
+        )
+        _CPU_STRATEGY.append(tf.distribute.MirroredStrategy(devices))
+    return _CPU_STRATEGY[0]
+
+
 def sample_inputs(model, batch_size=2, seed=0, input_shape=None):
     """Random inputs for ``model``: floats in [0, 1), integers in [0, 10) for integer inputs.
 
@@ -192,12 +214,7 @@ def check_distributed_train_step(build_fn, inputs_fn, strategy=None):
     import tensorflow as tf
 
     if strategy is None:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        assert len(devices) >= 2, (
-            "MirroredStrategy check needs two devices; call kapps.testing.use_logical_cpus(2) "
-            "before TensorFlow starts"
-        )
-        strategy = tf.distribute.MirroredStrategy(devices)
+        strategy = cpu_strategy()
     assert strategy.num_replicas_in_sync >= 2, "the strategy has fewer than two replicas"
     with strategy.scope():
         model = build_fn()

@@ -54,4 +54,21 @@ def data_dir() -> Path:
 @pytest.fixture
 def cpu_strategy() -> tf.distribute.MirroredStrategy:
     """``MirroredStrategy`` over the logical CPU devices (two replicas)."""
-    return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    from kapps import testing
+
+    return testing.cpu_strategy()
+
+
+@pytest.fixture
+def restore_global_state():
+    """Undo the process-wide settings a recipe makes (op determinism, the dtype policy), so
+    tests that run a recipe in-process leave later tests as they found them."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    yield
+    keras.mixed_precision.set_global_policy(policy)
+    from tensorflow.python.framework import config as tf_config
+
+    if hasattr(tf_config, "disable_op_determinism"):
+        tf_config.disable_op_determinism()
