@@ -87,7 +87,11 @@ def prepare(
         ds = ds.map(_augment_inputs(augment), num_parallel_calls=AUTOTUNE)
     if prefetch:
         ds = ds.prefetch(AUTOTUNE)
-    return ds
+    # Under multi-worker training, shard by example rather than by file: TFDS splits such as
+    # MNIST's are a single file, which FILE sharding (the default) cannot split between workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def _augment_inputs(augment):
