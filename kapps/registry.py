@@ -67,116 +67,6 @@ class ModelSpec:
         return getattr(importlib.import_module(module_name), fn_name)
 
 
-_LENET = "LeCun, Bottou, Bengio, Haffner 1998, Gradient-Based Learning Applied to Document Recognition"
-_ALEXNET = "Krizhevsky, Sutskever, Hinton 2012, ImageNet Classification with Deep Convolutional Neural Networks"
-_VGG = "Simonyan, Zisserman 2014, Very Deep Convolutional Networks for Large-Scale Image Recognition"
-_VGG_TINY = {"input_shape": (32, 32, 3), "num_classes": 10, "filters": (4, 8, 8, 16, 16), "fc_units": 16}
-
-_SPECS = [
-    ModelSpec(
-        name="lenet5",
-        builder="kapps.models.classification.lenet:lenet5",
-        task="classification",
-        family="LeNet",
-        paper=_LENET,
-        input_shape=(32, 32, 1),
-        params=60_840,
-        trainable_params=60_000,
-        published_params=60_000,
-        published_kind="trainable",
-        published_source="LeCun et al. 1998, Sec. II-B: 60,000 trainable parameters in C1..F6 "
-        "(the RBF output codes are fixed)",
-        flops=833_040,
-        tiny={"input_shape": (28, 28, 1)},
-        tiny_params=60_840,
-    ),
-    ModelSpec(
-        name="alexnet",
-        builder="kapps.models.classification.alexnet:alexnet",
-        task="classification",
-        family="AlexNet",
-        paper=_ALEXNET,
-        input_shape=(227, 227, 3),
-        params=60_965_224,
-        trainable_params=60_965_224,
-        published_params=60_965_224,
-        published_kind="total",
-        published_source="Krizhevsky et al. 2012 (two-tower form, groups=2; 'about 60 million')",
-        flops=1_448_813_632,
-        tiny={
-            "input_shape": (67, 67, 3),
-            "num_classes": 10,
-            "filters": (8, 16, 16, 16, 16),
-            "fc_units": 16,
-        },
-        tiny_params=9_898,
-    ),
-    ModelSpec(
-        name="vgg11",
-        builder="kapps.models.classification.vgg:vgg11",
-        task="classification",
-        family="VGG",
-        paper=_VGG,
-        input_shape=(224, 224, 3),
-        params=132_863_336,
-        trainable_params=132_863_336,
-        published_params=132_863_336,
-        published_kind="total",
-        published_source="Simonyan & Zisserman 2014, Table 2 (configuration A, 133 million)",
-        flops=15_218_180_096,
-        tiny=_VGG_TINY,
-        tiny_params=10_418,
-    ),
-    ModelSpec(
-        name="vgg13",
-        builder="kapps.models.classification.vgg:vgg13",
-        task="classification",
-        family="VGG",
-        paper=_VGG,
-        input_shape=(224, 224, 3),
-        params=133_047_848,
-        trainable_params=133_047_848,
-        published_params=133_047_848,
-        published_kind="total",
-        published_source="Simonyan & Zisserman 2014, Table 2 (configuration B, 133 million)",
-        flops=22_616_932_352,
-        tiny=_VGG_TINY,
-        tiny_params=11_150,
-    ),
-    ModelSpec(
-        name="vgg16",
-        builder="kapps.models.classification.vgg:vgg16",
-        task="classification",
-        family="VGG",
-        paper=_VGG,
-        input_shape=(224, 224, 3),
-        params=138_357_544,
-        trainable_params=138_357_544,
-        published_params=138_357_544,
-        published_kind="total",
-        published_source="keras.applications.VGG16 (configuration D; the paper's Table 2 says 138 million)",
-        flops=30_940_528_640,
-        tiny=_VGG_TINY,
-        tiny_params=16_374,
-    ),
-    ModelSpec(
-        name="vgg19",
-        builder="kapps.models.classification.vgg:vgg19",
-        task="classification",
-        family="VGG",
-        paper=_VGG,
-        input_shape=(224, 224, 3),
-        params=143_667_240,
-        trainable_params=143_667_240,
-        published_params=143_667_240,
-        published_kind="total",
-        published_source="keras.applications.VGG19 (configuration E; the paper's Table 2 says 144 million)",
-        flops=39_264_124_928,
-        tiny=_VGG_TINY,
-        tiny_params=21_598,
-    ),
-]
-
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
@@ -198,8 +88,19 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-for _spec in _SPECS:
-    register(_spec)
+def _register_catalog():
+    """Register the specs of every module in ``kapps.specs`` (one module per family, plain
+    data, so importing them never imports TensorFlow)."""
+    import pkgutil
+
+    import kapps.specs
+
+    for module in pkgutil.iter_modules(kapps.specs.__path__):
+        for spec in importlib.import_module(f"kapps.specs.{module.name}").SPECS:
+            register(spec)
+
+
+_register_catalog()
 
 
 def get_spec(name: str) -> ModelSpec:
