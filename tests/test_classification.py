@@ -176,3 +176,18 @@ def test_weights_files(tmp_path):
 def test_vgg_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         vgg(**{"filters": TINY["filters"], "fc_units": 16, **kwargs})
+
+
+@pytest.mark.parametrize("variant", ["lecun98", "modern"])
+def test_lenet5_int8_tflite_converts_and_runs(variant):
+    from kapps import export
+
+    model = lenet5(input_shape=(28, 28, 1), variant=variant)
+    digits = RNG.random((64, 28, 28, 1)).astype("float32")
+    runner = export.TFLiteRunner(
+        export.to_tflite(model, quantize="int8", representative_data=digits)
+    )
+    assert {d["dtype"] for d in runner.input_details + runner.output_details} == {np.dtype(np.int8)}
+    probabilities = runner(digits[:8])
+    assert probabilities.shape == (8, 10)
+    assert export.tflite_parity(model, runner, digits[:8]) <= 0.05
