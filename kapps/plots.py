@@ -8,11 +8,12 @@ Importing this module does not import TensorFlow or matplotlib.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 
 import numpy as np
+
+from kapps.history import read_history
 
 #: Colours for right and wrong predictions.
 RIGHT = "#1a7f37"
@@ -41,19 +42,7 @@ def _history_dict(history_or_csv) -> dict:
     if isinstance(history_or_csv, (str, os.PathLike)):
         if not os.path.exists(history_or_csv):
             raise FileNotFoundError(f"history file {os.fspath(history_or_csv)!r} does not exist.")
-        with open(history_or_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
-        columns = {}
-        for row in rows:
-            for key, value in row.items():
-                columns.setdefault(key, []).append(value)
-        # CSVLogger writes NA for values it did not get (val_* columns of runs without
-        # validation); such columns are left out.
-        return {
-            key: [_to_float(v) for v in values]
-            for key, values in columns.items()
-            if any(v not in ("NA", "", None) for v in values)
-        }
+        return read_history(history_or_csv)
     if hasattr(history_or_csv, "history"):
         history = dict(history_or_csv.history)
         if "epoch" not in history and getattr(history_or_csv, "epoch", None):
@@ -65,13 +54,6 @@ def _history_dict(history_or_csv) -> dict:
         "history_or_csv must be a keras History, a dict of lists or a path to history.csv; "
         f"got {type(history_or_csv).__name__}."
     )
-
-
-def _to_float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def plot_history(history_or_csv, path, *, title: str | None = None) -> str:

@@ -38,6 +38,7 @@ import keras
 import tensorflow as tf
 
 from kapps._checks import check_choice, check_positive_int
+from kapps.history import read_history
 
 STRATEGIES = ("auto", "mirrored", "multi_worker", "tpu", "one_device")
 MIXED_PRECISION = ("none", "auto", "mixed_float16", "mixed_bfloat16")
@@ -404,40 +405,6 @@ def _format_value(value) -> str:
     except (TypeError, ValueError):
         return str(value)
     return f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:.4f}"
-
-
-def read_history(csv_path) -> dict:
-    """Read a ``history.csv`` written by ``keras.callbacks.CSVLogger``.
-
-    Args:
-        csv_path: the file.
-
-    Returns:
-        ``{column: [values]}`` with ``"epoch"`` as ints and the rest as floats. ``CSVLogger``
-        writes ``NA`` for a value it did not get (it adds ``val_*`` columns even to runs
-        without validation): those become NaN, and columns that hold nothing else are left
-        out. Empty when the file does not exist.
-    """
-    if not os.path.exists(csv_path):
-        return {}
-    with open(csv_path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = {}
-    for row in rows:
-        for key, value in row.items():
-            columns.setdefault(key, []).append(value)
-    return {
-        key: [int(v) for v in values] if key == "epoch" else [_to_float(v) for v in values]
-        for key, values in columns.items()
-        if key == "epoch" or any(v not in ("NA", "", None) for v in values)
-    }
-
-
-def _to_float(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 class _ResumableCSVLogger(keras.callbacks.CSVLogger):
