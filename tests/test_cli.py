@@ -398,3 +398,19 @@ def test_predict_refuses_a_model_that_is_not_a_classifier(capsys, tmp_path):
     write_png(tmp_path / "x.png", 8, 8, 3)
     code, out, err = run_main(capsys, "predict", tmp_path / "segmenter.keras", tmp_path / "x.png")
     assert_one_line_error(code, err, "classifier")
+
+
+def test_closed_pipe_is_not_an_error():
+    """`kapps info NAME | head -1` stops quietly instead of reporting a BrokenPipeError."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kapps.cli", "info", "vgg16"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # the reader is gone before kapps writes, like `head` exiting early
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "error" not in stderr.lower() and "Traceback" not in stderr
