@@ -5,15 +5,25 @@
 from kapps.layers.activations import ScaledTanh
 from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
+from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
+from kapps.layers.inception import Inception
 from kapps.layers.normalization import LocalResponseNormalization
 from kapps.layers.pooling import TrainableSubsampling
+from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
 
 __all__ = [
+    "BasicBlock",
+    "BottleneckBlock",
     "ConvBNAct",
+    "DenseBlock",
+    "DenseLayer",
     "EuclideanRBF",
+    "Inception",
     "LocalResponseNormalization",
     "PartialConv2D",
     "ScaledTanh",
     "TrainableSubsampling",
+    "TransitionBlock",
+    "ZeroPadShortcut",
     "lenet_output_codes",
 ]

@@ -2,6 +2,7 @@
 name through ``kapps.build(name, ...)``."""
 
 from kapps.models import classification
-from kapps.models.classification import alexnet, lenet5, vgg, vgg11, vgg13, vgg16, vgg19
+from kapps.models.classification import *  # noqa: F403  (every builder, by name)
+from kapps.models.classification import __all__ as _classifiers
 
-__all__ = ["alexnet", "classification", "lenet5", "vgg", "vgg11", "vgg13", "vgg16", "vgg19"]
+__all__ = ["classification", *_classifiers]

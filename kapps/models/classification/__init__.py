@@ -2,7 +2,55 @@
 pooling, classifier_activation, weights, name``."""
 
 from kapps.models.classification.alexnet import alexnet
+from kapps.models.classification.densenet import (
+    densenet,
+    densenet121,
+    densenet169,
+    densenet201,
+    densenet_bc_100,
+)
+from kapps.models.classification.googlenet import googlenet
 from kapps.models.classification.lenet import lenet5
+from kapps.models.classification.resnet import (
+    resnet,
+    resnet_cifar,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnet20,
+    resnet32,
+    resnet44,
+    resnet56,
+    resnet110,
+)
 from kapps.models.classification.vgg import vgg, vgg11, vgg13, vgg16, vgg19
 
-__all__ = ["alexnet", "lenet5", "vgg", "vgg11", "vgg13", "vgg16", "vgg19"]
+__all__ = [
+    "alexnet",
+    "densenet",
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    "densenet_bc_100",
+    "googlenet",
+    "lenet5",
+    "resnet",
+    "resnet_cifar",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "vgg",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+]
