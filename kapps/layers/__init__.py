@@ -7,6 +7,7 @@ from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
+from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.layers.normalization import LocalResponseNormalization
 from kapps.layers.pooling import TrainableSubsampling
 from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
@@ -20,10 +21,14 @@ __all__ = [
     "EuclideanRBF",
     "Inception",
     "LocalResponseNormalization",
+    "MBConvBlock",
     "PartialConv2D",
     "ScaledTanh",
+    "SqueezeExcitation",
+    "StochasticDepth",
     "TrainableSubsampling",
     "TransitionBlock",
     "ZeroPadShortcut",
     "lenet_output_codes",
+    "swish",
 ]

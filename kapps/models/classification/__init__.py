@@ -9,6 +9,17 @@ from kapps.models.classification.densenet import (
     densenet201,
     densenet_bc_100,
 )
+from kapps.models.classification.efficientnet import (
+    efficientnet,
+    efficientnet_b0,
+    efficientnet_b1,
+    efficientnet_b2,
+    efficientnet_b3,
+    efficientnet_b4,
+    efficientnet_b5,
+    efficientnet_b6,
+    efficientnet_b7,
+)
 from kapps.models.classification.googlenet import googlenet
 from kapps.models.classification.lenet import lenet5
 from kapps.models.classification.resnet import (
@@ -34,6 +45,15 @@ __all__ = [
     "densenet169",
     "densenet201",
     "densenet_bc_100",
+    "efficientnet",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "efficientnet_b4",
+    "efficientnet_b5",
+    "efficientnet_b6",
+    "efficientnet_b7",
     "googlenet",
     "lenet5",
     "resnet",
