@@ -52,9 +52,10 @@ _CPU_STRATEGY = []
 def cpu_strategy():
     """One ``MirroredStrategy`` over every logical CPU device, shared by the whole process.
 
-    Shared because strategies created one after another in a process can hand out colliding
-    collective-op keys ("Shape mismatch in the collective instance") once
-    ``keras.backend.clear_session()`` has run between them.
+    Gradients are summed on one device (``ReductionToOneDevice``) rather than by collective
+    all-reduce, whose instance keys collide between strategies created in one process
+    ("Shape mismatch in the collective instance"); ``kapps.training.get_strategy`` does the
+    same on CPUs.
     """
     import tensorflow as tf
 
@@ -64,7 +65,9 @@ def cpu_strategy():
             "MirroredStrategy check needs two devices; call kapps.testing.use_logical_cpus(2) "
             "before TensorFlow starts"
         )
-        _CPU_STRATEGY.append(tf.distribute.MirroredStrategy(devices))
+        _CPU_STRATEGY.append(
+            tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+        )
     return _CPU_STRATEGY[0]
 
 

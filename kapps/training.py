@@ -94,9 +94,9 @@ def get_strategy(name: str = "auto", *, devices=None, tpu: str | None = None) ->
     if name == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         chosen = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in chosen])
+        return _mirrored([d.name for d in chosen])
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored(devices)
     if name == "multi_worker":
         read_tf_config()  # fail with a clear message before TensorFlow does
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -118,6 +118,22 @@ def get_strategy(name: str = "auto", *, devices=None, tpu: str | None = None) ->
         gpus = tf.config.list_logical_devices("GPU")
         device = gpus[0].name if gpus else "/cpu:0"
     return tf.distribute.OneDeviceStrategy(device)
+
+
+def _mirrored(devices=None) -> tf.distribute.MirroredStrategy:
+    """``MirroredStrategy`` over ``devices``; on CPUs only, gradients are summed on one device.
+
+    Collective all-reduce gains nothing between CPU devices of one host, and its instance keys
+    are reused by every strategy a process creates, so a second strategy over the same CPUs
+    can fail with "Shape mismatch in the collective instance". ``ReductionToOneDevice`` has
+    neither problem. GPUs keep TensorFlow's default (NCCL all-reduce).
+    """
+    names = devices or [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not names or all("CPU" in str(d).upper() for d in names):
+        return tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def read_tf_config() -> dict:

@@ -416,3 +416,18 @@ def test_fit_under_multi_worker_strategy_on_two_processes(tmp_path):
         np.testing.assert_array_equal(np.array(a), np.array(b))
     assert training.read_history(tmp_path / "out" / "history.csv")["epoch"] == [0, 1]
     assert (tmp_path / "out" / ".worker1" / "history.csv").exists()
+
+
+def test_strategies_created_one_after_another_train_different_models():
+    """Collective all-reduce reuses its instance keys in every new strategy of a process, so a
+    second CPU strategy training a differently shaped model failed ("Shape mismatch in the
+    collective instance"); CPU strategies sum on one device instead."""
+    for width in (3, 5):
+        strategy = training.get_strategy("mirrored")
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            inputs = keras.Input((4,))
+            model = keras.Model(inputs, keras.layers.Dense(width)(inputs))
+            model.compile(optimizer="sgd", loss="mse")
+        history = model.fit(np.ones((8, 4)), np.ones((8, width)), batch_size=4, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])
