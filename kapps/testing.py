@@ -214,7 +214,6 @@ def check_distributed_train_step(build_fn, inputs_fn, strategy=None):
         strategy: defaults to MirroredStrategy over every logical CPU.
     """
     import keras
-    import tensorflow as tf
 
     if strategy is None:
         strategy = cpu_strategy()

@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-import kapps
 from kapps import registry, testing
 from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.models.classification.efficientnet import (
