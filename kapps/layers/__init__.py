@@ -3,18 +3,30 @@
 ``kapps.layers`` has been imported."""
 
 from kapps.layers.activations import ScaledTanh
+from kapps.layers.attention import (
+    MultiHeadAttention,
+    ScaledDotProductAttention,
+    causal_mask,
+    convert_keras_mha_weights,
+    padding_mask,
+)
 from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
 from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.layers.normalization import LocalResponseNormalization
+from kapps.layers.patches import ClassToken, PatchEmbedding
 from kapps.layers.pooling import TrainableSubsampling
+from kapps.layers.position import PositionalEncoding, PositionEmbedding, sinusoidal_encoding
 from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
+from kapps.layers.spatial_attention import SpatialAttention
+from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
     "BasicBlock",
     "BottleneckBlock",
+    "ClassToken",
     "ConvBNAct",
     "DenseBlock",
     "DenseLayer",
@@ -22,13 +34,25 @@ __all__ = [
     "Inception",
     "LocalResponseNormalization",
     "MBConvBlock",
+    "MultiHeadAttention",
     "PartialConv2D",
+    "PatchEmbedding",
+    "PositionEmbedding",
+    "PositionalEncoding",
+    "ScaledDotProductAttention",
     "ScaledTanh",
+    "SpatialAttention",
     "SqueezeExcitation",
     "StochasticDepth",
     "TrainableSubsampling",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
     "TransitionBlock",
     "ZeroPadShortcut",
+    "causal_mask",
+    "convert_keras_mha_weights",
     "lenet_output_codes",
+    "padding_mask",
+    "sinusoidal_encoding",
     "swish",
 ]
