@@ -285,6 +285,38 @@ def scaled_learning_rate(
 # Precision and seeds
 
 
+def add_weight_decay(model: keras.Model, weight_decay: float) -> int:
+    """L2 weight decay through the loss, as the classic papers train (He et al. 2016: 1e-4).
+
+    Each convolution and dense kernel gets a ``keras.regularizers.L2(weight_decay / 2)``, whose
+    gradient is ``weight_decay * w``: the update ``lr * weight_decay * w`` of the papers' SGD,
+    passed through momentum like the rest of the gradient. (The ``weight_decay=`` argument of
+    Keras optimizers is decoupled decay, Loshchilov and Hutter 2019: it skips momentum, so with
+    momentum 0.9 it decays about ten times less than the papers' setting.) Biases and
+    BatchNorm scales and offsets are not decayed. Call it after building and before training;
+    the penalty shows in ``model.losses`` and in the training loss.
+
+    Args:
+        model: a built model.
+        weight_decay: the papers' coefficient (non-negative; 0 removes the penalty).
+
+    Returns:
+        The number of kernels decayed.
+
+    Raises:
+        ValueError: ``weight_decay`` is negative or not a number.
+    """
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay={weight_decay!r} is not allowed; expected a number >= 0.")
+    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    decayed = 0
+    for variable in model.trainable_weights:
+        if variable.path.rsplit("/", 1)[-1].endswith("kernel"):  # kernel, depthwise_kernel, ...
+            variable.regularizer = regularizer
+            decayed += 1
+    return decayed
+
+
 def set_mixed_precision(flag: str = "none", strategy: tf.distribute.Strategy | None = None) -> str:
     """Set Keras' global dtype policy from a recipe's ``--mixed-precision`` flag.
 

@@ -216,3 +216,63 @@ def test_image_augmentation_arguments():
     with pytest.raises(ValueError, match="flip='sideways'"):
         data.image_augmentation(flip="sideways")
 
+
+
+# ------------------------------------------------------------------------------- CIFAR-10
+
+
+def test_cifar10_from_the_local_folder(data_dir):
+    folder = data_dir / "cifar10"
+    ds = data.cifar10("test", 100, folder=folder, take=250, cache=False)
+    batches = list(ds)
+    assert [len(b[1]) for b in batches] == [100, 100, 50]
+    images, labels = (np.concatenate(a) for a in zip(*[(b[0].numpy(), b[1].numpy()) for b in batches]))
+    assert images.shape == (250, 32, 32, 3) and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.9
+    assert labels.dtype == np.int32
+    # take= gives a balanced subset, not the first class folders
+    assert np.bincount(labels, minlength=10).tolist() == [25] * 10
+    # the same image the folder holds, scaled to [0, 1]
+    first = sorted(os.listdir(folder / "test" / "airplane"))[0]
+    raw = tf.io.decode_image(tf.io.read_file(str(folder / "test" / "airplane" / first)), channels=3)
+    np.testing.assert_allclose(images[0], raw.numpy() / 255.0, atol=1e-6)
+    assert labels[0] == data.CIFAR10_CLASSES.index("airplane")
+    # skip= and take= split without overlap
+    head = np.concatenate([b[1].numpy() for b in data.cifar10("test", 50, folder=folder, take=20, cache=False)])
+    tail = np.concatenate([b[1].numpy() for b in data.cifar10("test", 50, folder=folder, skip=10, take=10, cache=False)])
+    np.testing.assert_array_equal(head[10:], tail)
+
+
+def test_cifar10_errors(tmp_path, data_dir):
+    with pytest.raises(data.DatasetNotFoundError, match=r"no 'train' sub-folder.*airplane, automobile"):
+        data.cifar10("train", folder=tmp_path)
+    with pytest.raises(ValueError, match=r"split='validation' is not allowed"):
+        data.cifar10("validation", folder=tmp_path)
+    with pytest.raises(ValueError, match=r"split='train\[:10\]' is not allowed with folder="):
+        data.cifar10("train[:10]", folder=data_dir / "cifar10")
+    with pytest.raises(ValueError, match="skip=-1"):
+        data.cifar10("test", folder=data_dir / "cifar10", skip=-1)
+    with pytest.raises(data.DatasetNotFoundError, match="cifar10"):
+        data.cifar10("test", data_dir=tmp_path, download=False)
+
+
+def test_random_crop_flip_shifts_whole_pixels_and_flips():
+    images = tf.reshape(tf.range(64 * 8 * 8 * 2, dtype=tf.float32) + 1, (64, 8, 8, 2))
+    out = data.random_crop_flip(pad=2, seed=3)(images).numpy()
+    assert out.shape == (64, 8, 8, 2)
+    padded = np.pad(images.numpy(), [(0, 0), (2, 2), (2, 2), (0, 0)])
+    flipped = 0
+    for i in range(64):
+        # each output is one of the 25 integer crops of the padded image, maybe mirrored
+        crops = [padded[i, t:t + 8, l:l + 8] for t in range(5) for l in range(5)]
+        plain = any(np.array_equal(out[i], c) for c in crops)
+        mirrored = any(np.array_equal(out[i], c[:, ::-1]) for c in crops)
+        assert plain or mirrored, i
+        flipped += mirrored and not plain
+    assert 16 < flipped < 48  # about half
+    offsets = {tuple(np.argwhere(out[i, ..., 0] > 0)[0]) for i in range(64)}
+    assert len(offsets) > 5  # offsets differ from image to image
+    same = data.random_crop_flip(pad=0, flip=False)(images)
+    np.testing.assert_array_equal(same.numpy(), images.numpy())
+    with pytest.raises(ValueError, match="pad=-1"):
+        data.random_crop_flip(pad=-1)

@@ -431,3 +431,22 @@ def test_strategies_created_one_after_another_train_different_models():
             model.compile(optimizer="sgd", loss="mse")
         history = model.fit(np.ones((8, 4)), np.ones((8, width)), batch_size=4, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][-1])
+
+
+def test_add_weight_decay_is_an_l2_loss_on_kernels_only():
+    model = keras.Sequential(
+        [keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3), keras.layers.BatchNormalization(),
+         keras.layers.DepthwiseConv2D(3), keras.layers.Flatten(), keras.layers.Dense(4)]
+    )
+    assert training.add_weight_decay(model, 1e-2) == 3  # conv, depthwise and dense kernels
+    kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
+    expected = 1e-2 / 2 * sum(float(np.sum(keras.ops.convert_to_numpy(k) ** 2)) for k in kernels)
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+    # its gradient is weight_decay * w, as the papers' SGD update
+    kernel = kernels[-1]
+    with tf.GradientTape() as tape:
+        penalty = sum(model.losses)
+    np.testing.assert_allclose(tape.gradient(penalty, kernel.value), 1e-2 * kernel.numpy(), rtol=1e-5)
+    assert training.add_weight_decay(model, 0) == 3 and not model.losses
+    with pytest.raises(ValueError, match=r"weight_decay=-1 is not allowed"):
+        training.add_weight_decay(model, -1)

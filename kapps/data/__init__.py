@@ -6,6 +6,8 @@ Sources (one module per kind of source; new formats go beside these):
   prepared data is missing or damaged.
 - ``kapps.data.images``: class-per-folder images (:func:`image_folder`).
 - ``kapps.data.mnist``: MNIST batches for the LeNet-5 recipe (:func:`mnist`).
+- ``kapps.data.cifar10``: CIFAR-10 batches from TFDS or a local folder (:func:`cifar10`) and
+  the ResNet paper's pad-crop-flip augmentation (:func:`random_crop_flip`).
 
 Planned beside them: image+mask folders (segmentation), Pascal VOC folders (detection),
 tab-separated text pairs (translation) and plain text (language modelling).
@@ -19,6 +21,7 @@ Example:
     >>> train = kapps.data.prepare(ds, 128, cache=True)
 """
 
+from kapps.data.cifar10 import CIFAR10_CLASSES, cifar10, random_crop_flip
 from kapps.data.errors import DatasetCorruptError, DatasetNotFoundError
 from kapps.data.images import IMAGE_EXTENSIONS, image_folder, list_image_folder, load_image
 from kapps.data.mnist import mnist
@@ -27,8 +30,10 @@ from kapps.data.tfds import load_tfds, tfds_data_dir
 
 __all__ = [
     "AUTOTUNE",
+    "CIFAR10_CLASSES",
     "DatasetCorruptError",
     "DatasetNotFoundError",
+    "cifar10",
     "IMAGE_EXTENSIONS",
     "image_augmentation",
     "image_folder",
@@ -37,5 +42,6 @@ __all__ = [
     "load_tfds",
     "mnist",
     "prepare",
+    "random_crop_flip",
     "tfds_data_dir",
 ]
