@@ -23,7 +23,6 @@ batches of real MNIST in well under a minute (the tests use it).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -69,10 +68,10 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     import keras
-    import numpy as np
 
     import kapps
-    from kapps import data, export, plots, training
+    from kapps import data, training
+    from recipes._classification import evaluate_and_export, write_metrics
 
     strategy = training.get_strategy(args.strategy)
     training.set_seed(args.seed)
@@ -122,58 +121,24 @@ def main(argv=None):
     if not chief:
         return {}
 
-    # Direct calls rather than model.evaluate/predict: under multi-worker training those are
-    # collective, and only the chief gets here.
-    test_images, test_labels = (np.concatenate(a) for a in zip(*test_ds.as_numpy_iterator()))
-    keras_scores = np.concatenate(
-        [keras.ops.convert_to_numpy(model(images, training=False)) for images, _ in test_ds]
-    )
     calibration = next(iter(data.mnist(split["train"], QUICK["calibration"] if args.quick else 500, **source)))[0]
-    report = export.export_all(model, out, representative_data=calibration.numpy(), sample_inputs=test_images[:64])
-    predictions = {"keras": keras_scores.argmax(-1)}
-    for key, path in (("tflite", "model.tflite"), ("tflite_int8", "model_int8.tflite")):
-        predictions[key] = export.load_tflite(os.path.join(out, path))(test_images).argmax(-1)
-    accuracy = {k: float(np.mean(p == test_labels)) for k, p in predictions.items()}
-
-    # The first 24 test digits, then up to 12 of the model's mistakes.
-    wrong = np.flatnonzero(predictions["keras"] != test_labels)
-    shown = np.concatenate([np.arange(24), wrong[wrong >= 24][:12]])
-    curves_title = "LeNet-5 on MNIST" + ("" if held_out else " (validation: the test split, as in the paper's Fig. 5)")
-    plots.plot_history(history, os.path.join(out, "curves.png"), title=curves_title)
-    plots.plot_image_predictions(
-        test_images[shown, ..., 0],
-        test_labels[shown],
-        predictions["keras"][shown],
-        os.path.join(out, "samples.png"),
-        title=f"LeNet-5 on MNIST test digits: the first 24, then mistakes ({len(wrong)} in all)",
-    )
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    metrics = {
+    extra = {
         "recipe": RECIPE,
         "variant": args.variant,
         "quick": args.quick,
-        "test_examples": int(len(test_labels)),
-        "test_accuracy": accuracy,
-        "test_error_percent": {k: round(100 * (1 - v), 3) for k, v in accuracy.items()},
-        "params": model.count_params(),
-        "trainable_params": trainable,
-        "files": {k: {"path": os.path.relpath(v["path"], out), "bytes": v["bytes"]} for k, v in report.items()},
-        "tflite_max_abs_diff": {k: report[k]["max_abs_diff"] for k in ("tflite", "tflite_int8") if k in report},
         "epochs": len(history.epoch),
         "global_batch_size": batch,
         "replicas": strategy.num_replicas_in_sync,
         "strategy": args.strategy,
         "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(time.time() - start, 1),
     }
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    errors = metrics["test_error_percent"]
-    print(
-        f"test error: Keras {errors['keras']:.2f}%, TFLite {errors['tflite']:.2f}%, "
-        f"TFLite int8 {errors['tflite_int8']:.2f}% on {len(test_labels)} digits; "
-        f"{metrics['wall_seconds']:.0f} s; wrote {out}"
+    metrics = evaluate_and_export(
+        model, history, test_ds, calibration, out, class_names=[str(d) for d in range(10)],
+        title="LeNet-5 on MNIST", extra=extra,
+        curves_note=None if held_out else "validation: the test split, as in the paper's Fig. 5",
     )
+    metrics["wall_seconds"] = round(time.time() - start, 1)
+    write_metrics(metrics, out)
     return metrics
 
 
