@@ -125,13 +125,12 @@ def test_vgg_fully_convolutional_reuses_dense_weights_as_convolutions():
     np.testing.assert_allclose(score_map.sum(axis=-1), 1.0, rtol=1e-5)
 
 
-def test_vgg16_copies_keras_applications_weights():
+def test_vgg16_has_keras_applications_layer_names():
+    # (weights from keras.applications, its .keras and .weights.h5 files: tests/test_transfer.py)
     reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
-    ours = vgg16(include_top=False, input_shape=(32, 32, 3), weights=reference)
+    ours = vgg16(include_top=False, input_shape=(32, 32, 3))
     assert ours.count_params() == reference.count_params()
     assert [layer.name for layer in ours.layers[1:]] == [layer.name for layer in reference.layers[1:]]
-    x = RNG.random((2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(outputs(ours, x), outputs(reference, x), rtol=1e-5, atol=1e-5)
 
 
 def test_vgg_batch_norm_variant():

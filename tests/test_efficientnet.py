@@ -10,6 +10,9 @@ from kapps import registry, testing
 from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.models.classification.efficientnet import (
     BASE_STAGES,
+    IMAGENET_INPUT_SCALE,
+    IMAGENET_MEAN_RGB,
+    IMAGENET_STDDEV_RGB,
     efficientnet,
     efficientnet_b0,
     efficientnet_b1,
@@ -52,6 +55,11 @@ def randomize(model, seed=0):
         else:
             value = rng.normal(0.0, 0.05, shape)
         w.assign(value.astype("float32"))
+    finalize_normalization(model)
+
+
+def finalize_normalization(model):
+    """Refresh the snapshot that Normalization layers compute from after their variables change."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization):
             layer.finalize_state()
@@ -79,7 +87,8 @@ def images(seed=0, batch=2):
 
 @pytest.fixture(scope="module")
 def reference_b0():
-    """keras.applications.EfficientNetB0 with a 10-class top at 32x32, random weights."""
+    """keras.applications.EfficientNetB0 with a 10-class top at 32x32, random weights (the
+    model, its files and every other variant with a top: tests/test_transfer.py)."""
     model = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10)
     randomize(model)
     return model
@@ -135,11 +144,6 @@ def test_preprocessing_holds_the_seven_normalization_values():
 # ----------------------------------------------------------------------------- weights
 
 
-def test_b0_with_top_copies_keras_applications_weights(reference_b0):
-    ours = efficientnet_b0(input_shape=(32, 32, 3), num_classes=10, weights=reference_b0)
-    assert max_difference(ours, reference_b0, images()) <= 1e-4
-
-
 def test_b1_feature_extractor_copies_keras_applications_weights(reference_b1):
     ours = efficientnet_b1(input_shape=(32, 32, 3), include_top=False, pooling="avg", weights=reference_b1)
     assert max_difference(ours, reference_b1, images(seed=1)) <= 1e-4
@@ -158,27 +162,63 @@ def test_imagenet_style_reference_keeps_its_extra_rescaling(reference_b0):
 
     imagenet_like = keras.models.clone_model(reference_b0, call_function=call_function)
     imagenet_like.set_weights(reference_b0.get_weights())
-    imagenet_like.get_layer("normalization").finalize_state()
+    finalize_normalization(imagenet_like)  # (auto-named: normalization_1 after reference_b1's)
     ours = efficientnet_b0(input_shape=(32, 32, 3), num_classes=10, weights=imagenet_like)
     assert ours.get_layer("imagenet_stddev_rescaling").scale == scale
     assert max_difference(ours, imagenet_like, images()) <= 1e-4
     assert max_difference(ours, reference_b0, images()) > 1e-2
 
 
-def test_keras_file_saved_by_keras_applications(reference_b0, tmp_path):
-    path = tmp_path / "efficientnetb0.keras"
-    reference_b0.save(path)
-    ours = efficientnet_b0(input_shape=(32, 32, 3), num_classes=10, weights=str(path))
-    assert max_difference(ours, reference_b0, images(seed=2)) <= 1e-4
+def test_weights_file_with_imagenet_statistics_gets_the_imagenet_rescaling(tmp_path):
+    # A .weights.h5 file cannot hold that Rescaling layer (it has no variables), but the
+    # ImageNet statistics keras.applications stores with it (standard deviations as variances)
+    # say it was there.
+    source = efficientnet_b0(**TINY)
+    randomize(source, seed=4)
+    mean, variance = source.get_layer("normalization").weights[:2]
+    mean.assign(IMAGENET_MEAN_RGB)
+    variance.assign(IMAGENET_STDDEV_RGB)
+
+    def call_function(layer, *args, **kwargs):
+        out = layer(*args, **kwargs)
+        if isinstance(layer, keras.layers.Normalization):
+            out = keras.layers.Rescaling(IMAGENET_INPUT_SCALE, name="stddev_rescaling")(out)
+        return out
+
+    imagenet_like = keras.models.clone_model(source, call_function=call_function)
+    imagenet_like.set_weights(source.get_weights())
+    finalize_normalization(imagenet_like)
+    ours = efficientnet_b0(weights=imagenet_like, **TINY)
+    ours.save_weights(tmp_path / "imagenet_like.weights.h5")
+    loaded = efficientnet_b0(weights=tmp_path / "imagenet_like.weights.h5", **TINY)
+    assert loaded.get_layer("imagenet_stddev_rescaling").scale == IMAGENET_INPUT_SCALE
+    finalize_normalization(source)
+
+    def stem_and_output(model):  # the stem, where the input still matters, and the output
+        probe = keras.Model(model.input, [model.get_layer("stem").output, model.output])
+        return [numpy(y) for y in probe(images(seed=4))]
+
+    expected = stem_and_output(imagenet_like)
+    for got in stem_and_output(loaded), stem_and_output(ours):
+        np.testing.assert_allclose(got[0], expected[0], atol=1e-5)
+        np.testing.assert_allclose(got[1], expected[1], atol=1e-6)
+    without = stem_and_output(source)
+    assert np.abs(without[0] - expected[0]).max() > 0.1  # the layer matters
 
 
 def test_mismatched_references_name_the_first_variable(reference_b0, reference_b1):
     # B1 repeats stage 1 (ceil(1.1 * 1) = 2): its block1b meets B0's block2a.
-    with pytest.raises(ValueError, match=r"first mismatch is variable \d+ of \d+, 'block1b_dwconv/kernel'"):
+    first = (
+        r"first layer that does not fit is 'block1b_dwconv' of the reference: its variable \d+ of "
+        r"\d+, 'block1b_dwconv/kernel' \(3, 3, 16, 1\), where the model has "
+        r"'block2a/expand/conv/kernel' \(1, 1, 16, 96\)"
+    )
+    with pytest.raises(ValueError, match=first):
         efficientnet_b0(input_shape=(32, 32, 3), include_top=False, pooling="avg", weights=reference_b1)
     with pytest.raises(ValueError, match=r"'predictions/kernel'.*nothing \(it ends here\)"):
         efficientnet_b0(input_shape=(32, 32, 3), include_top=False, weights=reference_b0)
-    first = r"'normalization/mean' \(3,\), where the model has 'stem/conv/kernel'"
+    # (keras.applications' Normalization is auto-named: normalization_1 after reference_b1's)
+    first = r"'normalization(_\d+)?/mean' \(3,\), where the model has 'stem/conv/kernel'"
     with pytest.raises(ValueError, match=first):
         efficientnet_b0(
             input_shape=(32, 32, 3), num_classes=10, include_preprocessing=False, weights=reference_b0
@@ -196,6 +236,7 @@ def test_kapps_weights_round_trip_including_normalization(tmp_path):
         loaded = efficientnet_b0(weights=weights, **TINY)
         # The normalization's mean and variance take effect, not only its variables.
         np.testing.assert_allclose(numpy(loaded(x)), expected, atol=1e-6)
+        assert "imagenet_stddev_rescaling" not in [layer.name for layer in loaded.layers]
     with pytest.raises(ValueError, match="weights="):
         efficientnet_b0(weights=tmp_path / "tiny.weights.h5", **{**TINY, "num_classes": 3})
     with pytest.raises(ValueError, match="no such file"):

@@ -1,7 +1,8 @@
-"""ResNets (He et al. 2016): the residual blocks, the ImageNet and CIFAR builders, weights from
-keras.applications, and clear errors. The registry-wide contract (tests/test_contract.py) runs
-every check on each tiny configuration; the canonical counts are pinned in tests/test_registry.py
-and, for the networks that build quickly, here."""
+"""ResNets (He et al. 2016): the residual blocks, the ImageNet and CIFAR builders, weights copied
+by layer name, and clear errors. The registry-wide contract (tests/test_contract.py) runs every
+check on each tiny configuration; the canonical counts are pinned in tests/test_registry.py and,
+for the networks that build quickly, here; weights from keras.applications are tested in
+tests/test_transfer.py."""
 
 import keras
 import numpy as np
@@ -14,7 +15,6 @@ from kapps.models.classification.resnet import (
     resnet18,
     resnet20,
     resnet50,
-    resnet101,
     resnet_cifar,
 )
 
@@ -186,48 +186,18 @@ def test_builder_bad_arguments(build, match):
 
 
 # ----------------------------------------------------------------------------- weights
+# (keras.applications' ResNet-50/101/152, their .keras and .weights.h5 files, and a twin of
+# another depth: tests/test_transfer.py)
 
 
-@pytest.fixture(scope="module")
-def keras_resnet50():
-    """keras.applications.ResNet50 with random weights and non-trivial batch statistics (fresh
-    ones are 0 and 1, which would hide a mean and a variance copied into each other)."""
-    reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
-    rng = np.random.default_rng(1)
-    for layer in reference.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape),
-                    rng.normal(0, 0.1, beta.shape),
-                    rng.normal(0, 0.1, mean.shape),
-                    rng.uniform(0.5, 1.5, variance.shape),
-                ]
-            )
-    yield reference
-    keras.backend.clear_session()
-
-
-def test_resnet50_copies_keras_applications_weights(keras_resnet50, tmp_path):
-    reference = keras_resnet50
-    x = RNG.uniform(-128, 128, (2, 64, 64, 3)).astype("float32")  # caffe-style centred pixels
-    expected = numpy(reference(x, training=False))
-    ours = resnet50(include_top=False, input_shape=(64, 64, 3), weights=reference)
-    assert ours.count_params() == reference.count_params() == 23_587_712
-    assert np.abs(numpy(ours(x, training=False)) - expected).max() <= 1e-4
-    # the .weights.h5 file keras.applications saves (read through a keras.applications twin)
-    path = tmp_path / "resnet50.weights.h5"
-    reference.save_weights(path)
-    from_file = resnet50(include_top=False, input_shape=(64, 64, 3), weights=str(path))
-    assert np.abs(numpy(from_file(x, training=False)) - expected).max() <= 1e-4
-
-
-def test_mismatched_reference_names_the_first_layer_that_does_not_fit(keras_resnet50):
-    with pytest.raises(ValueError, match=r"resnet50.*does not fit model 'resnet101'.*'conv4_block7_1_conv'"):
-        resnet101(include_top=False, input_shape=(32, 32, 3), weights=keras_resnet50)
-    with pytest.raises(ValueError, match=r"layer 'conv1_conv' variable .* has shape \(7, 7, 3, 64\)"):
-        resnet50(include_top=False, weights=keras_resnet50, **{**TINY, "blocks": None})
+def test_a_reference_of_other_widths_names_the_first_layer_that_does_not_fit():
+    reference = resnet50(**TINY)
+    match = (
+        r"weights=<keras.Model 'resnet50'> does not fit model 'wide': layer 'conv1_conv' "
+        r"variable .* has shape \(7, 7, 3, 4\) but .* needs \(7, 7, 3, 8\)"
+    )
+    with pytest.raises(ValueError, match=match):
+        resnet50(weights=reference, name="wide", **{**TINY, "filters": (8, 8, 16, 16)})
 
 
 def test_a_reference_with_a_top_fits_a_headless_model_but_not_the_reverse():

@@ -1,10 +1,23 @@
-"""What every kapps image classifier shares: argument checks and the pooled/top head."""
+"""What every kapps image classifier shares: argument checks, the pooled/top head, and the
+``variant`` helper that turns a configuration of a generic builder into a named builder."""
+
+import functools
+import inspect
 
 import keras
 
 from kapps._checks import check_choice, check_positive_int
 
 POOLING = (None, "avg", "max")
+#: The arguments every vision classifier takes, in this order, before its own (plus ``name``).
+CLASSIFIER_ARGS = (
+    "num_classes",
+    "input_shape",
+    "include_top",
+    "pooling",
+    "classifier_activation",
+    "weights",
+)
 
 
 def check_classifier_args(
@@ -79,3 +92,81 @@ def check_activation(name, value):
             "name such as 'softmax'."
         ) from None
     return value
+
+
+def keras_twin(application, include_top, input_shape, num_classes, size=224):
+    """A function of no arguments that builds ``keras.applications.<application>`` with
+    ``weights=None`` in a kapps model's configuration: the twin that reads the ``.weights.h5``
+    files keras.applications saves (see ``kapps.models.weights.load_into``).
+
+    Unknown heights and widths become ``size``: sizes do not change the weights, and
+    keras.applications needs them known when it has a top.
+    """
+    shape = tuple(d or size for d in input_shape[:2]) + tuple(input_shape[2:])
+    return functools.partial(
+        getattr(keras.applications, application),
+        weights=None,
+        include_top=include_top,
+        input_shape=shape,
+        classes=num_classes,
+    )
+
+
+def variant(builder, name, doc, defaults=None, **fixed):
+    """A named variant of ``builder`` with some arguments fixed and some defaults changed.
+
+    The returned function takes ``builder``'s arguments minus ``fixed`` (whose values it passes
+    on), with ``defaults`` replacing the builder's defaults and ``name`` defaulting to the
+    variant's name. The shared classifier arguments (``CLASSIFIER_ARGS``) come first and may be
+    given by position; the others are keyword-only, ``name`` last. ``inspect.signature`` shows
+    exactly this, so the registry and the contract checks see the real parameters.
+
+    Args:
+        builder: the generic builder, e.g. ``resnet``.
+        name: the variant's public name, e.g. ``"resnet50"`` (its ``__name__``).
+        doc: the variant's docstring.
+        defaults: new defaults of arguments that stay open, e.g. ``{"num_classes": 10}``.
+        **fixed: arguments the variant sets for good, e.g. ``depth=50``.
+
+    Returns:
+        The variant function.
+
+    Example:
+        >>> resnet50 = variant(resnet, "resnet50", "ResNet-50 ...", depth=50)
+    """
+    signature = inspect.signature(builder)
+    parameters = signature.parameters
+    defaults = dict(defaults or {})
+    if "name" in parameters and "name" not in fixed:
+        defaults.setdefault("name", name)
+    unknown = sorted((set(fixed) | set(defaults)) - set(parameters))
+    if unknown:
+        raise TypeError(f"variant {name!r}: {builder.__name__} has no arguments {unknown}.")
+    kept = {
+        key: p.replace(default=defaults.get(key, p.default))
+        for key, p in parameters.items()
+        if key not in fixed
+    }
+    shared = [kept[key] for key in CLASSIFIER_ARGS if key in kept]
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for key, p in kept.items()
+        if key not in CLASSIFIER_ARGS
+    ]
+    own.sort(key=lambda p: p.name == "name")  # name last
+    shared = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in shared]
+    variant_signature = signature.replace(parameters=shared + own)
+
+    def function(*args, **kwargs):
+        try:
+            bound = variant_signature.bind(*args, **kwargs)
+        except TypeError as error:  # as Python words it for a plain function
+            raise TypeError(f"{name}() {error}") from None
+        bound.apply_defaults()
+        return builder(**fixed, **bound.arguments)
+
+    function.__signature__ = variant_signature
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    function.__module__ = builder.__module__
+    return function

@@ -4,8 +4,9 @@ Every layer of a dense block receives the concatenation of all earlier feature m
 block (Section 3); transitions (BN-ReLU-Conv1x1, 2x2 average pooling) halve the size between
 blocks and, with compression 0.5, the channels. The ImageNet networks reproduce
 keras.applications (Table 1's block depths, growth rate 32, the 7x7/2 stem, BN epsilon
-1.001e-5, its layer names and variable order), so ``weights=keras.applications.DenseNet121(...)``
-copies over and gives the same outputs.
+1.001e-5, its layer names and variable order), so ``weights=keras.applications.DenseNet121(...)``,
+its ``.keras`` file or its ``.weights.h5`` file (read into a keras.applications twin, since the
+dense blocks are kapps layers) copies over and gives the same outputs.
 """
 
 import keras
@@ -17,7 +18,9 @@ from kapps.models.classification.common import (
     check_activation,
     check_classifier_args,
     classifier_output,
+    keras_twin,
     pooled_features,
+    variant,
 )
 from kapps.models.weights import load_into
 
@@ -46,36 +49,6 @@ def _check_compression(compression):
             "(the paper's theta; 0.5 for DenseNet-BC)."
         )
     return float(compression)
-
-
-def check_reference_fits(model, reference):
-    """Raise a ``ValueError`` naming the first layer and variable of ``reference`` (a
-    ``keras.Model``) that does not fit ``model``, pairing variables in order as the copier does.
-    """
-    argument = f"weights=<keras.Model {reference.name!r}>"
-    target, source = model.weights, reference.weights
-    for t, s in zip(target, source):
-        if tuple(t.shape) != tuple(s.shape):
-            raise ValueError(
-                f"{argument} does not fit model {model.name!r}: the first layer that does not fit "
-                f"is {s.path.rsplit('/', 1)[0]!r} of the reference, whose variable {s.path!r} has "
-                f"shape {tuple(s.shape)} where {t.path!r} needs {tuple(t.shape)}."
-            )
-    if len(source) > len(target):
-        extra = source[len(target)]
-        raise ValueError(
-            f"{argument} does not fit model {model.name!r}: the reference has "
-            f"{len(source) - len(target)} more variables, from layer "
-            f"{extra.path.rsplit('/', 1)[0]!r} on (variable {extra.path!r}), which the model "
-            "has no place for (a top, or deeper blocks?)."
-        )
-    if len(target) > len(source):
-        missing = target[len(source)]
-        raise ValueError(
-            f"{argument} does not fit model {model.name!r}: the reference ends where the model's "
-            f"layer {missing.path.rsplit('/', 1)[0]!r} (variable {missing.path!r}) still needs "
-            f"weights; {len(target) - len(source)} variables are missing."
-        )
 
 
 def densenet(
@@ -111,7 +84,9 @@ def densenet(
         pooling: with ``include_top=False``: None (the last feature map), ``"avg"`` or ``"max"``.
         classifier_activation: activation of the top (None for logits).
         weights: None, a ``.weights.h5``/``.keras`` path, or a ``keras.Model`` (e.g.
-            ``keras.applications.DenseNet121``) to copy from.
+            ``keras.applications.DenseNet121``) to copy from. For the ImageNet networks with
+            the same ``include_top`` and classes, keras.applications' model, its ``.keras``
+            file and its ``.weights.h5`` file fit.
         name: model name; default ``densenet{L}`` (ImageNet stem) or ``densenet_bc_{L}`` /
             ``densenet_{L}`` (CIFAR stem), ``L`` counting convolutional and dense layers.
 
@@ -187,51 +162,35 @@ def densenet(
     else:
         outputs = pooled_features(x, pooling)
     model = keras.Model(inputs, outputs, name=name)
-    if isinstance(weights, keras.Model):
-        check_reference_fits(model, weights)
-    return load_into(model, weights)
 
-
-def _imagenet_variant(depth):
-    default_blocks = IMAGENET_BLOCKS[depth]
-
-    def builder(
-        num_classes=1000,
-        input_shape=(224, 224, 3),
-        include_top=True,
-        pooling=None,
-        classifier_activation="softmax",
-        weights=None,
-        blocks=default_blocks,
-        growth_rate=32,
-        name=f"densenet{depth}",
+    twin = None
+    depth = {v: k for k, v in IMAGENET_BLOCKS.items()}.get(blocks)
+    if depth and (growth_rate, stem, stem_filters, bottleneck, bottleneck_width, compression) == (
+        32, "imagenet", 64, True, 4, 0.5
     ):
-        return densenet(
-            blocks=blocks,
-            growth_rate=growth_rate,
-            stem="imagenet",
-            num_classes=num_classes,
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            classifier_activation=classifier_activation,
-            weights=weights,
-            name=name,
-        )
+        twin = keras_twin(f"DenseNet{depth}", include_top, input_shape, num_classes)
+    return load_into(model, weights, twin=twin)
 
-    builder.__name__ = builder.__qualname__ = f"densenet{depth}"
-    builder.__doc__ = (
-        f"DenseNet-{depth} of Huang et al. 2017 (Table 1: blocks {default_blocks}, k=32), as\n"
+
+def _imagenet_doc(depth):
+    blocks = IMAGENET_BLOCKS[depth]
+    return (
+        f"DenseNet-{depth} of Huang et al. 2017 (Table 1: blocks {blocks}, k=32), as\n"
         f"    keras.applications.DenseNet{depth} builds it, whose weights copy over.\n\n"
-        f"    ``densenet(blocks={default_blocks}, ...)`` with the shared classifier arguments; see\n"
-        "    ``densenet``. ``blocks`` and ``growth_rate`` exist to build small test versions.\n"
+        f"    ``densenet(blocks={blocks}, stem='imagenet', ...)``; see ``densenet``. ``blocks``\n"
+        "    and ``growth_rate`` exist to build small test versions.\n"
     )
-    return builder
 
 
-densenet121 = _imagenet_variant(121)
-densenet169 = _imagenet_variant(169)
-densenet201 = _imagenet_variant(201)
+densenet121 = variant(
+    densenet, "densenet121", _imagenet_doc(121), {"blocks": IMAGENET_BLOCKS[121]}, stem="imagenet"
+)
+densenet169 = variant(
+    densenet, "densenet169", _imagenet_doc(169), {"blocks": IMAGENET_BLOCKS[169]}, stem="imagenet"
+)
+densenet201 = variant(
+    densenet, "densenet201", _imagenet_doc(201), {"blocks": IMAGENET_BLOCKS[201]}, stem="imagenet"
+)
 
 
 def densenet_bc_100(

@@ -12,25 +12,30 @@ Parameter counts and weights match keras.applications: the default ``include_pre
 starts the network with the same ``Rescaling(1/255)`` and ``Normalization`` layers (7 values:
 mean 3, variance 3, count 1, all non-trainable), so ``efficientnet_b0()`` has keras.applications'
 5,330,571 parameters and ``weights=keras.applications.EfficientNetB0(...)`` copies over
-variable by variable. With ``include_preprocessing=False`` the model takes already-normalized
-images and has 7 fewer parameters (B0: 5,330,564).
+variable by variable (its ``.keras`` file too; its ``.weights.h5`` file is read into a
+keras.applications twin, as kapps' blocks are layers of their own, and copied from it). With
+``include_preprocessing=False`` the model takes already-normalized images and has 7 fewer
+parameters (B0: 5,330,564).
 """
 
+import functools
 import math
-import os
 
 import keras
+import numpy as np
 
 from kapps._checks import check_positive_int, check_rate
 from kapps.layers.conv import ConvBNAct
-from kapps.layers.mbconv import CONV_KERNEL_INITIALIZER, MBConvBlock, resolve_activation
+from kapps.layers.mbconv import CONV_KERNEL_INITIALIZER, MBConvBlock, resolve_activation, swish
 from kapps.models.classification.common import (
     check_activation,
     check_classifier_args,
     classifier_output,
+    keras_twin,
     pooled_features,
+    variant,
 )
-from kapps.models.weights import copy_weights, load_into
+from kapps.models.weights import copy_weights, load_into, read_reference
 
 #: The B0 network of the paper's Table 1, one row per stage:
 #: (expand_ratio, kernel_size, strides, input_filters, output_filters, repeats).
@@ -60,6 +65,16 @@ VARIANTS = {
     "b6": (1.8, 2.6, 528, 0.5),
     "b7": (2.0, 3.1, 600, 0.5),
 }
+
+#: keras.applications' ImageNet input statistics. With ``weights="imagenet"`` its Normalization
+#: holds the standard deviations as *variances* (tensorflow/tensorflow#49930), so it adds a
+#: ``Rescaling`` by ``1 / sqrt(stddev)`` per channel after it.
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+IMAGENET_INPUT_SCALE = [1.0 / math.sqrt(s) for s in IMAGENET_STDDEV_RGB]
+
+#: What to tell a user whose weights do not fit.
+_HINT = "Build the same variant with the same include_top, num_classes and include_preprocessing."
 
 DENSE_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
@@ -108,21 +123,6 @@ def _block_name(stage, index):
     return f"block{stage}{chr(ord('a') + index)}" if index < 26 else f"block{stage}_{index + 1}"
 
 
-def _weights_source(weights):
-    """The reference model behind ``weights`` (a keras.Model, or a readable ``.keras`` file),
-    and how to name it in errors; ``(None, None)`` when ``load_into`` handles it alone."""
-    if isinstance(weights, keras.Model):
-        return weights, f"weights=<keras.Model {weights.name!r}>"
-    if isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        if path.endswith(".keras") and os.path.isfile(path):
-            try:
-                return keras.saving.load_model(path, compile=False), f"weights={path!r}"
-            except Exception:  # load_into reports the unreadable file
-                return None, None
-    return None, None
-
-
 def _reference_input_scale(reference):
     """The per-channel ``Rescaling`` that keras.applications inserts after its Normalization
     when built with ``weights="imagenet"`` (its stored variance is the standard deviation, and
@@ -133,22 +133,17 @@ def _reference_input_scale(reference):
     return None
 
 
-def _check_fits(model, reference, argument):
-    """Raise a ValueError naming the first variable of ``reference`` (in order) that has no
-    counterpart of the same shape in ``model``."""
-    source, target = reference.weights, model.weights
-    for index in range(max(len(source), len(target))):
-        s = source[index] if index < len(source) else None
-        t = target[index] if index < len(target) else None
-        if s is None or t is None or tuple(s.shape) != tuple(t.shape):
-            theirs = f"{s.path!r} {tuple(s.shape)}" if s is not None else "nothing (it ends here)"
-            ours = f"{t.path!r} {tuple(t.shape)}" if t is not None else "nothing (it ends here)"
-            raise ValueError(
-                f"{argument} does not fit model {model.name!r}: the first mismatch is variable "
-                f"{index} of {len(source)}, {theirs}, where the model has {ours} "
-                f"(of {len(target)}). Build the same variant with the same include_top, "
-                "num_classes and include_preprocessing."
-            )
+def _has_imagenet_statistics(model):
+    """Whether ``model``'s Normalization holds keras.applications' ImageNet statistics (means,
+    and standard deviations stored as variances): weights of a model built with
+    ``weights="imagenet"``, which divides by ``IMAGENET_INPUT_SCALE`` once more."""
+    mean, variance = (
+        keras.ops.convert_to_numpy(v) for v in model.get_layer("normalization").weights[:2]
+    )
+    return bool(
+        np.allclose(mean, IMAGENET_MEAN_RGB, atol=1e-6)
+        and np.allclose(variance, IMAGENET_STDDEV_RGB, atol=1e-6)
+    )
 
 
 def efficientnet(
@@ -182,9 +177,11 @@ def efficientnet(
         classifier_activation: activation of the top (None for logits).
         weights: None, a ``.weights.h5``/``.keras`` path, or a ``keras.Model``, e.g.
             ``keras.applications.EfficientNetB0(...)`` of the same variant, ``include_top``
-            and classes (needs ``include_preprocessing=True``). A reference built with
-            ImageNet weights carries an extra per-channel ``Rescaling`` after its
-            Normalization; that layer is reproduced, so predictions agree.
+            and classes, or a file it saved (needs ``include_preprocessing=True``). A
+            reference built with ImageNet weights carries an extra per-channel ``Rescaling``
+            after its Normalization; that layer is reproduced (for a ``.weights.h5`` file,
+            which cannot hold it, when the file holds keras.applications' ImageNet
+            statistics), so predictions agree.
         include_preprocessing: start with keras.applications' ``Rescaling(1/255)`` and
             ``Normalization`` (7 non-trainable values), so inputs are pixels in [0, 255] and
             counts and weights line up with keras.applications. The Normalization is the
@@ -232,122 +229,114 @@ def efficientnet(
     )
     if not isinstance(name, str) or not name:
         raise ValueError(f"name={name!r} is not allowed; expected a non-empty string.")
-    reference, argument = _weights_source(weights)
+    # Read the reference first: one built with ImageNet weights adds a layer to the network.
+    reference, argument = read_reference(weights)
     input_scale = (
         _reference_input_scale(reference)
         if reference is not None and include_preprocessing
         else None
     )
-
     stages = scaled_stages(width_coefficient, depth_coefficient, depth_divisor)
     total_blocks = sum(stage[-1] for stage in stages)
 
-    inputs = keras.Input(input_shape, name="image")
-    x = inputs
-    if include_preprocessing:
-        x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
-        x = keras.layers.Normalization(axis=-1, name="normalization")(x)
-        if input_scale is not None:
-            x = keras.layers.Rescaling(input_scale, name="imagenet_stddev_rescaling")(x)
-    x = ConvBNAct(
-        round_filters(STEM_FILTERS, width_coefficient, depth_divisor),
-        3,
-        strides=2,
-        activation=activation,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="stem",
-    )(x)
-    b = 0
-    for stage, (expand, kernel, strides, filters_in, filters_out, repeats) in enumerate(stages, 1):
-        for j in range(repeats):
-            x = MBConvBlock(
-                filters_in if j == 0 else filters_out,
-                filters_out,
-                kernel_size=kernel,
-                strides=strides if j == 0 else 1,
-                expand_ratio=expand,
-                se_ratio=SE_RATIO,
-                activation=activation,
-                drop_rate=drop_connect_rate * b / total_blocks,
-                seed=None if seed is None else seed + b,
-                name=_block_name(stage, j),
-            )(x)
-            b += 1
-    x = ConvBNAct(
-        round_filters(TOP_FILTERS, width_coefficient, depth_divisor),
-        1,
-        activation=activation,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        name="top",
-    )(x)
-
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(
-            num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="predictions"
+    def build(input_scale):
+        inputs = keras.Input(input_shape, name="image")
+        x = inputs
+        if include_preprocessing:
+            x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
+            x = keras.layers.Normalization(axis=-1, name="normalization")(x)
+            if input_scale is not None:
+                x = keras.layers.Rescaling(input_scale, name="imagenet_stddev_rescaling")(x)
+        x = ConvBNAct(
+            round_filters(STEM_FILTERS, width_coefficient, depth_divisor),
+            3,
+            strides=2,
+            activation=activation,
+            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            name="stem",
         )(x)
-        outputs = classifier_output(x, classifier_activation)
-    else:
-        outputs = pooled_features(x, pooling)
+        b = 0
+        for stage, (expand, kernel, strides, filters_in, filters_out, repeats) in enumerate(stages, 1):
+            for j in range(repeats):
+                x = MBConvBlock(
+                    filters_in if j == 0 else filters_out,
+                    filters_out,
+                    kernel_size=kernel,
+                    strides=strides if j == 0 else 1,
+                    expand_ratio=expand,
+                    se_ratio=SE_RATIO,
+                    activation=activation,
+                    drop_rate=drop_connect_rate * b / total_blocks,
+                    seed=None if seed is None else seed + b,
+                    name=_block_name(stage, j),
+                )(x)
+                b += 1
+        x = ConvBNAct(
+            round_filters(TOP_FILTERS, width_coefficient, depth_divisor),
+            1,
+            activation=activation,
+            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            name="top",
+        )(x)
 
-    model = keras.Model(inputs, outputs, name=name)
+        if include_top:
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            if dropout > 0:
+                x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+            x = keras.layers.Dense(
+                num_classes, kernel_initializer=DENSE_KERNEL_INITIALIZER, name="predictions"
+            )(x)
+            outputs = classifier_output(x, classifier_activation)
+        else:
+            outputs = pooled_features(x, pooling)
+        return keras.Model(inputs, outputs, name=name)
+
+    model = build(input_scale)
+    copy = functools.partial(copy_weights, hint=_HINT)
     if reference is not None:
-        _check_fits(model, reference, argument)
-        copy_weights(model, reference, argument)
+        copy(model, reference, argument=argument)
     else:
-        load_into(model, weights)
+        variant_key = next(
+            (k for k, v in VARIANTS.items() if v[:2] == (width_coefficient, depth_coefficient)), None
+        )
+        twin = None
+        if variant_key and include_preprocessing and depth_divisor == 8 and activation is swish:
+            size = VARIANTS[variant_key][2]
+            application = f"EfficientNet{variant_key.upper()}"
+            twin = keras_twin(application, include_top, input_shape, num_classes, size)
+        load_into(model, weights, twin=twin, copy=copy)
+        if include_preprocessing and weights is not None and _has_imagenet_statistics(model):
+            # A .weights.h5 file cannot say that its model had keras.applications' ImageNet
+            # Rescaling after the Normalization, but the ImageNet statistics it holds can.
+            loaded, model = model, build(IMAGENET_INPUT_SCALE)
+            copy(model, loaded, argument=argument)
+            del loaded
     if include_preprocessing and weights is not None:
         # Normalization computes from a snapshot of its variables; refresh it after assignment.
         model.get_layer("normalization").finalize_state()
     return model
 
 
-def _variant(key):
+def _doc(key):
     width, depth, resolution, top_dropout = VARIANTS[key]
-    registry_name = f"efficientnet_{key}"
-
-    def builder(
-        num_classes=1000,
-        input_shape=(resolution, resolution, 3),
-        include_top=True,
-        pooling=None,
-        classifier_activation="softmax",
-        weights=None,
-        include_preprocessing=True,
-        width_coefficient=width,
-        depth_coefficient=depth,
-        dropout=top_dropout,
-        drop_connect_rate=0.2,
-        seed=None,
-        name=registry_name,
-    ):
-        return efficientnet(
-            width_coefficient=width_coefficient,
-            depth_coefficient=depth_coefficient,
-            num_classes=num_classes,
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            classifier_activation=classifier_activation,
-            weights=weights,
-            include_preprocessing=include_preprocessing,
-            dropout=dropout,
-            drop_connect_rate=drop_connect_rate,
-            seed=seed,
-            name=name,
-        )
-
-    builder.__name__ = builder.__qualname__ = registry_name
-    builder.__doc__ = (
+    return (
         f"EfficientNet-{key.upper()} of Tan & Le 2019: width {width}, depth {depth}, "
         f"{resolution}x{resolution} input, dropout {top_dropout}.\n\n"
         f"    ``efficientnet(width_coefficient={width}, depth_coefficient={depth}, ...)`` with the\n"
         "    same arguments; see ``efficientnet``. Counts and weights line up with\n"
         f"    ``keras.applications.EfficientNet{key.upper()}`` (``include_preprocessing=True``).\n"
     )
-    return builder
+
+
+def _variant(key):
+    width, depth, resolution, top_dropout = VARIANTS[key]
+    defaults = {
+        "width_coefficient": width,
+        "depth_coefficient": depth,
+        "input_shape": (resolution, resolution, 3),
+        "dropout": top_dropout,
+    }
+    return variant(efficientnet, f"efficientnet_{key}", _doc(key), defaults)
 
 
 efficientnet_b0 = _variant("b0")

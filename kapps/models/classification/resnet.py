@@ -17,8 +17,6 @@ basic blocks with 16, 32 and 64 filters (the second and third start with stride 
 ``6n + 2`` layers.
 """
 
-import os
-
 import keras
 import numpy as np
 
@@ -28,7 +26,9 @@ from kapps.models.classification.common import (
     check_activation,
     check_classifier_args,
     classifier_output,
+    keras_twin,
     pooled_features,
+    variant,
 )
 from kapps.models.weights import load_into
 
@@ -178,14 +178,8 @@ def resnet(
     if kind == "bottleneck" and (filters, stride_in, use_bias, blocks) == (
         IMAGENET_FILTERS, "1x1", True, table_blocks
     ):
-
-        def twin():
-            application = getattr(keras.applications, f"ResNet{depth}")
-            return application(
-                weights=None, include_top=include_top, input_shape=input_shape, classes=num_classes
-            )
-
-    return _load_resnet_weights(model, weights, include_top, twin)
+        twin = keras_twin(f"ResNet{depth}", include_top, input_shape, num_classes)
+    return load_into(model, weights, twin=twin, copy=copy_resnet_weights)
 
 
 def resnet_cifar(
@@ -253,7 +247,7 @@ def resnet_cifar(
     x = _stages(x, "basic", blocks, filters, shortcut, False, BN_EPSILON, "1x1", first_stage=2)
     outputs = _top(x, include_top, pooling, num_classes, classifier_activation)
     model = keras.Model(inputs, outputs, name=name)
-    return _load_resnet_weights(model, weights, include_top, None)
+    return load_into(model, weights, copy=copy_resnet_weights)
 
 
 # ----------------------------------------------------------------------------- weights
@@ -274,15 +268,20 @@ def _named_variables(model):
     return named
 
 
-def copy_resnet_weights(model, reference, include_top=True, argument="weights"):
+def copy_resnet_weights(model, reference, argument="weights"):
     """Copy ``reference``'s weights into ``model`` layer by layer, matching names.
 
     ``reference`` is a kapps ResNet or a keras.applications ResNet (whose per-convolution layers
-    ``conv2_block1_1_conv`` map onto the sublayers of kapps' ``conv2_block1``).
+    ``conv2_block1_1_conv`` map onto the sublayers of kapps' ``conv2_block1``). A reference with
+    a classifier also fits a model without one (its ``predictions`` layer is left out).
+
+    Returns:
+        ``model``.
 
     Raises:
-        ValueError: naming the first layer of ``model`` missing from ``reference`` or of another
-            shape, or the first layer of ``reference`` that ``model`` has no place for.
+        ValueError: naming ``argument`` and the first layer of ``model`` missing from
+            ``reference`` or of another shape, or the first layer of ``reference`` that
+            ``model`` has no place for; nothing is assigned then.
     """
     target = _named_variables(model)
     source = _named_variables(reference)
@@ -308,7 +307,7 @@ def copy_resnet_weights(model, reference, include_top=True, argument="weights"):
                 )
             pairs.append((t, s))
     for layer_name in source:
-        if layer_name not in target and not (layer_name == "predictions" and not include_top):
+        if layer_name not in target and layer_name != "predictions":
             raise ValueError(
                 f"{where}: the reference's layer {layer_name!r} has no counterpart in the model "
                 "(it is not the same architecture)."
@@ -318,120 +317,33 @@ def copy_resnet_weights(model, reference, include_top=True, argument="weights"):
     return model
 
 
-def _load_resnet_weights(model, weights, include_top, twin):
-    """``weights=`` of the ResNet builders: matched by layer name for models and ``.keras``
-    files; ``.weights.h5`` files are kapps' own or, failing that, keras.applications' (read
-    into the ``twin`` keras.applications model, then copied)."""
-    if weights is None:
-        return model
-    if isinstance(weights, keras.Model):
-        return copy_resnet_weights(model, weights, include_top, f"weights=<keras.Model {weights.name!r}>")
-    if isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        if path.endswith(".keras") and os.path.isfile(path):
-            try:
-                reference = keras.saving.load_model(path, compile=False)
-            except Exception as error:  # a corrupt archive
-                raise ValueError(f"weights={path!r} could not be read as a .keras file: {error}") from None
-            return copy_resnet_weights(model, reference, include_top, f"weights={path!r}")
-        if path.endswith(".weights.h5") and os.path.isfile(path) and twin is not None:
-            try:
-                return load_into(model, path)
-            except ValueError as own_error:
-                reference = twin()
-                try:
-                    reference.load_weights(path)
-                except Exception:
-                    raise own_error from None
-                return copy_resnet_weights(model, reference, include_top, f"weights={path!r}")
-    return load_into(model, weights)
-
-
 # ----------------------------------------------------------------------------- variants
 
 
-def _imagenet_variant(depth):
-    def builder(
-        num_classes=1000,
-        input_shape=(224, 224, 3),
-        include_top=True,
-        pooling=None,
-        classifier_activation="softmax",
-        weights=None,
-        filters=IMAGENET_FILTERS,
-        stride_in="1x1",
-        use_bias=True,
-        blocks=None,
-        name=f"resnet{depth}",
-    ):
-        return resnet(
-            depth=depth,
-            num_classes=num_classes,
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            classifier_activation=classifier_activation,
-            weights=weights,
-            filters=filters,
-            stride_in=stride_in,
-            use_bias=use_bias,
-            blocks=blocks,
-            name=name,
-        )
-
+def _imagenet_doc(depth):
     kind, blocks = IMAGENET_STAGES[depth]
-    builder.__name__ = builder.__qualname__ = f"resnet{depth}"
-    builder.__doc__ = (
+    return (
         f"ResNet-{depth} for ImageNet (He et al. 2016, Table 1): {kind} blocks, {blocks} per "
         "stage.\n\n"
         f"    ``resnet(depth={depth}, ...)`` with the same arguments; see ``resnet``.\n"
     )
-    return builder
 
 
-def _cifar_variant(depth):
-    def builder(
-        num_classes=10,
-        input_shape=(32, 32, 3),
-        include_top=True,
-        pooling=None,
-        classifier_activation="softmax",
-        weights=None,
-        filters=CIFAR_FILTERS,
-        shortcut="zero_pad",
-        blocks=None,
-        name=f"resnet{depth}",
-    ):
-        return resnet_cifar(
-            depth=depth,
-            num_classes=num_classes,
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            classifier_activation=classifier_activation,
-            weights=weights,
-            filters=filters,
-            shortcut=shortcut,
-            blocks=blocks,
-            name=name,
-        )
-
-    builder.__name__ = builder.__qualname__ = f"resnet{depth}"
-    builder.__doc__ = (
+def _cifar_doc(depth):
+    return (
         f"ResNet-{depth} for CIFAR-10 (He et al. 2016, Sec. 4.2): three stages of "
         f"{(depth - 2) // 6} basic blocks, option A shortcuts.\n\n"
         f"    ``resnet_cifar(depth={depth}, ...)`` with the same arguments; see ``resnet_cifar``.\n"
     )
-    return builder
 
 
-resnet18 = _imagenet_variant(18)
-resnet34 = _imagenet_variant(34)
-resnet50 = _imagenet_variant(50)
-resnet101 = _imagenet_variant(101)
-resnet152 = _imagenet_variant(152)
-resnet20 = _cifar_variant(20)
-resnet32 = _cifar_variant(32)
-resnet44 = _cifar_variant(44)
-resnet56 = _cifar_variant(56)
-resnet110 = _cifar_variant(110)
+resnet18 = variant(resnet, "resnet18", _imagenet_doc(18), depth=18)
+resnet34 = variant(resnet, "resnet34", _imagenet_doc(34), depth=34)
+resnet50 = variant(resnet, "resnet50", _imagenet_doc(50), depth=50)
+resnet101 = variant(resnet, "resnet101", _imagenet_doc(101), depth=101)
+resnet152 = variant(resnet, "resnet152", _imagenet_doc(152), depth=152)
+resnet20 = variant(resnet_cifar, "resnet20", _cifar_doc(20), depth=20)
+resnet32 = variant(resnet_cifar, "resnet32", _cifar_doc(32), depth=32)
+resnet44 = variant(resnet_cifar, "resnet44", _cifar_doc(44), depth=44)
+resnet56 = variant(resnet_cifar, "resnet56", _cifar_doc(56), depth=56)
+resnet110 = variant(resnet_cifar, "resnet110", _cifar_doc(110), depth=110)

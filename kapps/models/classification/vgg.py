@@ -15,6 +15,7 @@ from kapps.models.classification.common import (
     check_classifier_args,
     classifier_output,
     pooled_features,
+    variant,
 )
 from kapps.models.weights import load_into
 
@@ -50,7 +51,9 @@ def vgg(
         pooling: with ``include_top=False``: None (the last feature map), ``"avg"`` or ``"max"``.
         classifier_activation: activation of the top (None for logits).
         weights: None, a ``.weights.h5``/``.keras`` path, or a ``keras.Model`` to copy from
-            (a dense top copies into a fully-convolutional one).
+            (a dense top copies into a fully-convolutional one). Configurations D and E with
+            the default widths take keras.applications' VGG16/VGG19 model, its ``.keras`` file
+            and (unless ``fully_convolutional``: pass the model there) its ``.weights.h5`` file.
         fully_convolutional: turn fc1/fc2/predictions into 7x7, 1x1 and 1x1 convolutions with
             the same parameters (Section 3.2, "dense evaluation"), so the network takes any
             input of at least 224x224 and returns a ``(batch, h, w, num_classes)`` score map.
@@ -129,46 +132,14 @@ def vgg(
     return load_into(model, weights)
 
 
-def _variant(config, depth):
-    def builder(
-        num_classes=1000,
-        input_shape=(224, 224, 3),
-        include_top=True,
-        pooling=None,
-        classifier_activation="softmax",
-        weights=None,
-        fully_convolutional=False,
-        batch_norm=False,
-        filters=DEFAULT_FILTERS,
-        fc_units=4096,
-        dropout=0.5,
-        name=f"vgg{depth}",
-    ):
-        return vgg(
-            config=config,
-            num_classes=num_classes,
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            classifier_activation=classifier_activation,
-            weights=weights,
-            fully_convolutional=fully_convolutional,
-            batch_norm=batch_norm,
-            filters=filters,
-            fc_units=fc_units,
-            dropout=dropout,
-            name=name,
-        )
-
-    builder.__name__ = builder.__qualname__ = f"vgg{depth}"
-    builder.__doc__ = (
+def _doc(config, depth):
+    return (
         f"VGG-{depth}, configuration {config} of Simonyan & Zisserman 2014 (Table 1).\n\n"
         f"    ``vgg(config={config!r}, ...)`` with the same arguments; see ``vgg``.\n"
     )
-    return builder
 
 
-vgg11 = _variant("A", 11)
-vgg13 = _variant("B", 13)
-vgg16 = _variant("D", 16)
-vgg19 = _variant("E", 19)
+vgg11 = variant(vgg, "vgg11", _doc("A", 11), config="A")
+vgg13 = variant(vgg, "vgg13", _doc("B", 13), config="B")
+vgg16 = variant(vgg, "vgg16", _doc("D", 16), config="D")
+vgg19 = variant(vgg, "vgg19", _doc("E", 19), config="E")
