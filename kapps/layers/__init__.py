@@ -21,6 +21,17 @@ from kapps.layers.pooling import TrainableSubsampling
 from kapps.layers.position import PositionalEncoding, PositionEmbedding, sinusoidal_encoding
 from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
 from kapps.layers.spatial_attention import SpatialAttention
+from kapps.layers.swin import (
+    PatchMerging,
+    SwinTransformerBlock,
+    WindowAttention,
+    cyclic_shift,
+    relative_position_index,
+    resolve_window,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
 from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
@@ -37,6 +48,7 @@ __all__ = [
     "MultiHeadAttention",
     "PartialConv2D",
     "PatchEmbedding",
+    "PatchMerging",
     "PositionEmbedding",
     "PositionalEncoding",
     "ScaledDotProductAttention",
@@ -44,15 +56,23 @@ __all__ = [
     "SpatialAttention",
     "SqueezeExcitation",
     "StochasticDepth",
+    "SwinTransformerBlock",
     "TrainableSubsampling",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "TransitionBlock",
+    "WindowAttention",
     "ZeroPadShortcut",
     "causal_mask",
     "convert_keras_mha_weights",
+    "cyclic_shift",
     "lenet_output_codes",
     "padding_mask",
+    "relative_position_index",
+    "resolve_window",
+    "shifted_window_mask",
     "sinusoidal_encoding",
     "swish",
+    "window_partition",
+    "window_reverse",
 ]

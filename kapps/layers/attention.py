@@ -147,6 +147,10 @@ class ScaledDotProductAttention(keras.layers.Layer):
             aligned lower triangle, as in Keras).
         return_attention_scores: also return the attention weights.
         training: dropout only when True.
+        attention_bias: optional float tensor broadcastable (numpy rules) to the logits
+            ``(..., query_len, key_len)``, added to the scaled logits in float32 before the
+            mask and the softmax: a learned relative-position bias (Swin, T5). Masked
+            positions stay blocked whatever their bias.
 
     Returns:
         ``(..., query_len, d_v)``, or the tuple ``(output, scores)`` with scores of shape
@@ -182,6 +186,7 @@ class ScaledDotProductAttention(keras.layers.Layer):
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
+        attention_bias=None,
     ):
         depth = query.shape[-1]
         scale = self.scale if self.scale is not None else 1.0 / math.sqrt(depth)
@@ -191,6 +196,8 @@ class ScaledDotProductAttention(keras.layers.Layer):
         # (..., query_len, d_k) x (..., d_k, key_len) -> (..., query_len, key_len)
         logits = ops.matmul(query, ops.swapaxes(key, -1, -2))
         logits = ops.cast(logits, "float32")
+        if attention_bias is not None:
+            logits = logits + ops.cast(attention_bias, "float32")
         rank = len(logits.shape)
         mask = None
         if attention_mask is not None:

@@ -36,6 +36,7 @@ from kapps.models.classification.resnet import (
     resnet56,
     resnet110,
 )
+from kapps.models.classification.swin import swin, swin_b, swin_s, swin_t
 from kapps.models.classification.vgg import vgg, vgg11, vgg13, vgg16, vgg19
 
 __all__ = [
@@ -68,6 +69,10 @@ __all__ = [
     "resnet44",
     "resnet56",
     "resnet110",
+    "swin",
+    "swin_b",
+    "swin_s",
+    "swin_t",
     "vgg",
     "vgg11",
     "vgg13",
