@@ -195,3 +195,84 @@ def plot_image_predictions(
     fig.suptitle(title or f"{mistakes} mistake(s) in {n} images; red: prediction (true label)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _display_image(image):
+    """``(image, cmap, vmax)`` for ``imshow``: gray for one channel, floats clipped to [0, 1]."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.dtype == np.uint8:
+        return image, ("gray" if image.ndim == 2 else None), 255
+    return np.clip(image.astype(np.float32), 0.0, 1.0), ("gray" if image.ndim == 2 else None), 1.0
+
+
+def plot_attention_map(images, maps, path, *, titles=None, alpha: float = 0.5,
+                       title: str | None = None) -> str:
+    """Attention maps over their images: per example, the image, then the map upsampled to
+    the image (bilinear) and overlaid in colour (blue: none, red: the most).
+
+    Each map is divided by its maximum (by its range when it has negative values), so the
+    colours compare places within one image, not across images. Made for
+    ``kapps.models.classification.vit.attention_rollout`` (a ``(batch, grid_h, grid_w)``
+    array), but any coarse per-image map works (class activation maps, saliency).
+
+    Args:
+        images: array-like ``(n, height, width)``, ``(n, height, width, 1)`` (gray) or
+            ``(n, height, width, 3)``; floats in ``[0, 1]`` or ``uint8``.
+        maps: ``(n, map_height, map_width)``, any non-negative scale.
+        path: the PNG file to write (``attention.png``); parent folders are created.
+        titles: optional ``n`` titles, one per example (e.g. the predicted class).
+        alpha: opacity of the map over the image, in ``[0, 1]``.
+        title: optional figure title.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: no images, lengths that differ, maps that are not 2-D per example,
+            ``alpha`` outside ``[0, 1]``, or a number of titles that differs from the images.
+    """
+    images = np.asarray(images)
+    maps = np.asarray(maps, dtype=np.float64)
+    if len(images) == 0:
+        raise ValueError("no images to plot.")
+    if maps.ndim != 3:
+        raise ValueError(
+            f"maps of shape {maps.shape} are not allowed; expected (n, map_height, map_width)."
+        )
+    if len(images) != len(maps):
+        raise ValueError(
+            f"images and maps must have the same length; got {len(images)} and {len(maps)}."
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha!r} is not allowed; expected a number in [0, 1].")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(
+            f"titles has {len(titles)} entries for {len(images)} images; expected one per image."
+        )
+    n = len(images)
+    fig = _new_figure(5.0, 2.6 * n + (0.4 if title else 0.0))
+    for i in range(n):
+        image, cmap, vmax = _display_image(images[i])
+        height, width = image.shape[:2]
+        low = min(0.0, float(maps[i].min()))
+        span = float(maps[i].max()) - low
+        scaled = (maps[i] - low) / span if span > 0 else np.zeros_like(maps[i])
+        left = fig.add_subplot(n, 2, 2 * i + 1)
+        left.imshow(image, cmap=cmap, vmin=0, vmax=vmax)
+        right = fig.add_subplot(n, 2, 2 * i + 2)
+        right.imshow(image, cmap=cmap, vmin=0, vmax=vmax)
+        # the coarse map stretched over the whole image: extent = (left, right, bottom, top)
+        right.imshow(scaled, cmap="jet", vmin=0.0, vmax=1.0, alpha=float(alpha),
+                     interpolation="bilinear", extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        if titles is not None:
+            left.set_title(str(titles[i]), fontsize=9)
+        right.set_title("attention", fontsize=9)
+        for ax in (left, right):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

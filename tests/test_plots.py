@@ -97,3 +97,34 @@ def test_plots_leave_pyplot_alone(tmp_path):
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
+
+
+def test_plot_attention_map_overlays_the_map(tmp_path):
+    images = np.full((2, 32, 32, 3), 0.5, dtype="float32")  # plain gray
+    hot = np.zeros((2, 4, 4))
+    hot[:, 0, 0] = 1.0  # all attention on the top-left patch
+    out = plots.plot_attention_map(
+        images, hot, tmp_path / "attention.png", titles=["cat", "dog"], alpha=0.6, title="rollout"
+    )
+    assert out == str(tmp_path / "attention.png")
+    hot_image = _png(tmp_path / "attention.png")
+    assert hot_image.shape[0] > 400  # two examples, one above the other
+    plots.plot_attention_map(images, np.zeros((2, 4, 4)), tmp_path / "none.png")
+    uint8 = plots.plot_attention_map((images * 255).astype("uint8")[..., :1], hot, tmp_path / "g.png")
+    assert _red_pixels(hot_image) > 100  # the hot patch, in red, on the overlay
+    assert _red_pixels(_png(tmp_path / "none.png")) == 0  # a zero map is blue everywhere
+    assert uint8 == str(tmp_path / "g.png") and _red_pixels(_png(tmp_path / "g.png")) > 100
+
+
+def test_plot_attention_map_errors(tmp_path):
+    images, maps = np.zeros((2, 8, 8)), np.zeros((2, 2, 2))
+    with pytest.raises(ValueError, match="same length"):
+        plots.plot_attention_map(images, maps[:1], tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"maps of shape \(2, 4\)"):
+        plots.plot_attention_map(images, np.zeros((2, 4)), tmp_path / "a.png")
+    with pytest.raises(ValueError, match="alpha=1.5"):
+        plots.plot_attention_map(images, maps, tmp_path / "a.png", alpha=1.5)
+    with pytest.raises(ValueError, match="titles has 1"):
+        plots.plot_attention_map(images, maps, tmp_path / "a.png", titles=["x"])
+    with pytest.raises(ValueError, match="no images"):
+        plots.plot_attention_map(images[:0], maps[:0], tmp_path / "a.png")

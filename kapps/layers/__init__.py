@@ -18,7 +18,12 @@ from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth,
 from kapps.layers.normalization import LocalResponseNormalization
 from kapps.layers.patches import ClassToken, PatchEmbedding
 from kapps.layers.pooling import TrainableSubsampling
-from kapps.layers.position import PositionalEncoding, PositionEmbedding, sinusoidal_encoding
+from kapps.layers.position import (
+    PositionalEncoding,
+    PositionEmbedding,
+    resize_position_grid,
+    sinusoidal_encoding,
+)
 from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
 from kapps.layers.spatial_attention import SpatialAttention
 from kapps.layers.swin import (
@@ -69,6 +74,7 @@ __all__ = [
     "lenet_output_codes",
     "padding_mask",
     "relative_position_index",
+    "resize_position_grid",
     "resolve_window",
     "shifted_window_mask",
     "sinusoidal_encoding",

@@ -55,6 +55,53 @@ def sinusoidal_encoding(length, dim, start=0, max_wavelength=10000.0, dtype="flo
     return ops.cast(encoding, dtype)
 
 
+def resize_position_grid(table, source_grid, target_grid, num_prefix_tokens=0,
+                         interpolation="bicubic"):
+    """Resize the grid part of a position-embedding table, keeping the prefix vectors.
+
+    ``table`` is ``(num_prefix_tokens + gh * gw, dim)``: prefix vectors (a class token's), then
+    a ``gh x gw`` grid read row by row. The grid is resized as an image to ``target_grid``
+    with ``keras.ops.image.resize`` (the same as ``tf.image.resize``), as when a ViT is
+    fine-tuned at another resolution (Dosovitskiy et al. 2021, section 3.2). Grids need not be
+    square. ``PositionEmbedding.interpolate`` uses it; so do builders that load a table saved
+    at another image size.
+
+    Args:
+        table: ``(num_prefix_tokens + gh * gw, dim)`` array or tensor.
+        source_grid: ``(gh, gw)`` of ``table``.
+        target_grid: ``(new_gh, new_gw)``.
+        num_prefix_tokens: leading vectors that are not part of the grid.
+        interpolation: ``"bicubic"`` or ``"bilinear"``.
+
+    Returns:
+        A ``(num_prefix_tokens + new_gh * new_gw, dim)`` tensor of ``table``'s dtype (``table``
+        itself, as a tensor, when the grids agree).
+
+    Example:
+        >>> tuple(resize_position_grid(np.zeros((17, 8)), (4, 4), (8, 8), 1).shape)
+        (65, 8)
+    """
+    check_choice("interpolation", interpolation, INTERPOLATIONS[:2])
+    table = ops.convert_to_tensor(table)
+    (gh, gw), (nh, nw) = tuple(source_grid), tuple(target_grid)
+    prefix, dim = num_prefix_tokens, table.shape[-1]
+    if table.shape[0] != prefix + gh * gw:
+        raise ValueError(
+            f"the table has {table.shape[0]} vectors; expected num_prefix_tokens={prefix} plus "
+            f"the {gh}x{gw} source_grid={tuple(source_grid)!r}."
+        )
+    if (gh, gw) == (nh, nw):
+        return table
+    grid = ops.cast(table[prefix:], "float32")
+    # (gh*gw, dim) -> (1, gh, gw, dim): the grid as a one-image batch
+    grid = ops.reshape(grid, (1, gh, gw, dim))
+    grid = ops.image.resize(
+        grid, (nh, nw), interpolation=interpolation, data_format="channels_last"
+    )
+    grid = ops.cast(ops.reshape(grid, (nh * nw, dim)), table.dtype)  # (nh*nw, dim)
+    return ops.concatenate([table[:prefix], grid], axis=0)
+
+
 def _check_start(start, interpolation):
     if isinstance(start, bool) or (isinstance(start, int) and start < 0):
         raise ValueError(f"start={start!r} is not allowed; expected an integer >= 0.")
@@ -165,15 +212,7 @@ class PositionEmbedding(keras.layers.Layer):
                          f"minus num_prefix_tokens={prefix} leaves")
         new = self._side(num_tokens - prefix, f"the input has {num_tokens} tokens; minus "
                          f"num_prefix_tokens={prefix} that leaves")
-        dim = table.shape[-1]
-        grid = ops.cast(table[prefix:], "float32")
-        # (g*g, dim) -> (1, g, g, dim): the grid as a one-image batch
-        grid = ops.reshape(grid, (1, old, old, dim))
-        grid = ops.image.resize(
-            grid, (new, new), interpolation=self.interpolation, data_format="channels_last"
-        )
-        grid = ops.cast(ops.reshape(grid, (new * new, dim)), table.dtype)  # (h*h, dim)
-        return ops.concatenate([table[:prefix], grid], axis=0)
+        return resize_position_grid(table, (old, old), (new, new), prefix, self.interpolation)
 
     def call(self, inputs, start=0):
         _check_start(start, self.interpolation)

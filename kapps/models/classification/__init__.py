@@ -38,6 +38,17 @@ from kapps.models.classification.resnet import (
 )
 from kapps.models.classification.swin import swin, swin_b, swin_s, swin_t
 from kapps.models.classification.vgg import vgg, vgg11, vgg13, vgg16, vgg19
+from kapps.models.classification.vit import (
+    attention_rollout,
+    vit,
+    vit_b16,
+    vit_b32,
+    vit_h14,
+    vit_l16,
+    vit_l32,
+    vit_s16,
+    vit_ti16,
+)
 
 __all__ = [
     "alexnet",
@@ -78,4 +89,13 @@ __all__ = [
     "vgg13",
     "vgg16",
     "vgg19",
+    "vit",
+    "vit_b16",
+    "vit_b32",
+    "vit_h14",
+    "vit_l16",
+    "vit_l32",
+    "vit_s16",
+    "vit_ti16",
+    "attention_rollout",
 ]
