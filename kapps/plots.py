@@ -252,16 +252,19 @@ def plot_attention_map(images, maps, path, *, titles=None, alpha: float = 0.5,
             f"titles has {len(titles)} entries for {len(images)} images; expected one per image."
         )
     n = len(images)
-    fig = _new_figure(5.0, 2.6 * n + (0.4 if title else 0.0))
+    # Pairs (image, overlay) side by side, up to four pairs per row.
+    pairs_per_row = min(n, 4)
+    rows = -(-n // pairs_per_row)
+    fig = _new_figure(2.5 * 2 * pairs_per_row, 2.6 * rows + (0.5 if title else 0.0))
     for i in range(n):
         image, cmap, vmax = _display_image(images[i])
         height, width = image.shape[:2]
         low = min(0.0, float(maps[i].min()))
         span = float(maps[i].max()) - low
         scaled = (maps[i] - low) / span if span > 0 else np.zeros_like(maps[i])
-        left = fig.add_subplot(n, 2, 2 * i + 1)
+        left = fig.add_subplot(rows, 2 * pairs_per_row, 2 * i + 1)
         left.imshow(image, cmap=cmap, vmin=0, vmax=vmax)
-        right = fig.add_subplot(n, 2, 2 * i + 2)
+        right = fig.add_subplot(rows, 2 * pairs_per_row, 2 * i + 2)
         right.imshow(image, cmap=cmap, vmin=0, vmax=vmax)
         # the coarse map stretched over the whole image: extent = (left, right, bottom, top)
         right.imshow(scaled, cmap="jet", vmin=0.0, vmax=1.0, alpha=float(alpha),

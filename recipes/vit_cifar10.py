@@ -178,10 +178,13 @@ def main(argv=None):
         model, history, test_ds, calibration, out,
         class_names=data.CIFAR10_CLASSES, title="ViT on CIFAR-10", extra=extra,
     )
-    images = next(iter(test_ds))[0][:8]
+    images, labels = (np.asarray(t[:8]) for t in next(iter(test_ds)))
     maps = keras.ops.convert_to_numpy(attention_rollout(model, images))
+    guesses = keras.ops.convert_to_numpy(model(images, training=False)).argmax(-1)
+    names = data.CIFAR10_CLASSES
     plots.plot_attention_map(
-        np.asarray(images), maps, os.path.join(out, "attention.png"),
+        images, maps, os.path.join(out, "attention.png"),
+        titles=[names[g] if g == t else f"{names[g]} ({names[t]})" for g, t in zip(guesses, labels)],
         title="Attention rollout (Abnar and Zuidema 2020): where the class token looks",
     )
     metrics["wall_seconds"] = round(time.time() - start, 1)
