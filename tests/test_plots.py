@@ -108,7 +108,10 @@ def test_plot_attention_map_overlays_the_map(tmp_path):
     )
     assert out == str(tmp_path / "attention.png")
     hot_image = _png(tmp_path / "attention.png")
-    assert hot_image.shape[0] > 400  # two examples, one above the other
+    assert hot_image.shape[1] > 2 * hot_image.shape[0]  # two (image, overlay) pairs in one row
+    plots.plot_attention_map(np.concatenate([images] * 3), np.concatenate([hot] * 3), tmp_path / "six.png")
+    six = _png(tmp_path / "six.png")
+    assert six.shape[0] > 1.5 * hot_image.shape[0]  # six pairs take two rows of four
     plots.plot_attention_map(images, np.zeros((2, 4, 4)), tmp_path / "none.png")
     uint8 = plots.plot_attention_map((images * 255).astype("uint8")[..., :1], hot, tmp_path / "g.png")
     assert _red_pixels(hot_image) > 100  # the hot patch, in red, on the overlay
