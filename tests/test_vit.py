@@ -6,18 +6,18 @@ tiny configuration in tests/test_contract.py; the canonical counts of every vari
 in tests/test_registry.py.
 """
 
+import importlib
 import inspect
+import math
 
 import keras
 import numpy as np
 import pytest
-from scipy.special import erf
 
 import kapps
 from kapps import registry
 from kapps.flops import count_flops
 from kapps.layers.position import resize_position_grid
-from kapps.models.classification import vit as vit_module
 from kapps.models.classification.vit import (
     VARIANTS,
     attention_rollout,
@@ -25,6 +25,10 @@ from kapps.models.classification.vit import (
     rollout_from_scores,
     vit,
 )
+
+# the module (the package's attribute `vit` is the builder function of the same name)
+vit_module = importlib.import_module("kapps.models.classification.vit")
+_erf = np.vectorize(math.erf)  # exact GELU's error function, without scipy
 
 TINY = dict(patch_size=8, hidden_dim=32, depth=2, num_heads=2, mlp_dim=64)
 NAMES = ("vit_ti16", "vit_s16", "vit_b16", "vit_b32", "vit_l16", "vit_l32", "vit_h14")
@@ -279,7 +283,7 @@ def numpy_vit(model, x):
         tokens = tokens + attended @ numpy(mha.output_kernel) + numpy(mha.output_bias)
         y = _layer_norm(tokens, block.mlp_norm)
         y = y @ numpy(block.mlp_dense1.kernel) + numpy(block.mlp_dense1.bias)
-        y = 0.5 * y * (1.0 + erf(y / np.sqrt(2.0)))  # exact GELU
+        y = 0.5 * y * (1.0 + _erf(y / np.sqrt(2.0)))  # exact GELU
         tokens = tokens + y @ numpy(block.mlp_dense2.kernel) + numpy(block.mlp_dense2.bias)
     return _layer_norm(tokens, model.get_layer("encoder_norm")), all_scores
 
