@@ -394,6 +394,50 @@ def set_seed(seed: int, *, deterministic: bool = True) -> None:
 # Output directory, progress and history
 
 
+def start_run(
+    strategy: str = "auto",
+    *,
+    seed: int = 0,
+    mixed_precision: str = "none",
+    out_dir,
+    batch_size: int | None = None,
+    global_batch: int | None = None,
+):
+    """The first steps of every recipe, in the order they must run.
+
+    Creates the strategy (first: multi-worker and TPU strategies set TensorFlow up), seeds,
+    sets the dtype policy, works out the global batch and prepares the output folder.
+
+    Args:
+        strategy: a name for :func:`get_strategy`.
+        seed: for :func:`set_seed`.
+        mixed_precision: a flag for :func:`set_mixed_precision`.
+        out_dir: the run's output folder (:func:`prepare_out_dir`).
+        batch_size: per-replica batch; the global batch is this times the replicas.
+        global_batch: instead of ``batch_size``, the global batch; must divide by the replicas.
+
+    Returns:
+        ``(strategy, global_batch, out_dir, chief)``: the strategy object, the global batch
+        size, the prepared folder and whether this process is the chief.
+
+    Raises:
+        ValueError: neither or both batch sizes given, or one that does not fit the replicas.
+        OutputDirError: ``out_dir`` cannot be written.
+    """
+    if (batch_size is None) == (global_batch is None):
+        raise ValueError(
+            f"batch_size={batch_size!r} and global_batch={global_batch!r}: give exactly one."
+        )
+    strategy = get_strategy(strategy)
+    set_seed(seed)
+    set_mixed_precision(mixed_precision, strategy)
+    if global_batch is not None:
+        per_replica_batch_size(global_batch, strategy)  # raises unless divisible
+    else:
+        global_batch = global_batch_size(batch_size, strategy)
+    return strategy, global_batch, prepare_out_dir(out_dir), is_chief(strategy)
+
+
 def prepare_out_dir(out_dir) -> str:
     """Create ``out_dir`` if needed and check that files can be written in it.
 

@@ -73,16 +73,11 @@ def main(argv=None):
     from kapps import data, training
     from recipes._classification import evaluate_and_export, write_metrics
 
-    strategy = training.get_strategy(args.strategy)
-    training.set_seed(args.seed)
-    training.set_mixed_precision(args.mixed_precision, strategy)
-    if args.global_batch_size is not None:
-        batch = args.global_batch_size
-        training.per_replica_batch_size(batch, strategy)  # raises unless divisible
-    else:
-        batch = training.global_batch_size(args.batch_size, strategy)
-    out = training.prepare_out_dir(args.out)
-    chief = training.is_chief(strategy)
+    strategy, batch, out, chief = training.start_run(
+        args.strategy, seed=args.seed, mixed_precision=args.mixed_precision, out_dir=args.out,
+        batch_size=None if args.global_batch_size else args.batch_size,
+        global_batch=args.global_batch_size,
+    )
 
     held_out = QUICK["validation"] if args.quick else args.validation_size
     train_size = QUICK["train"] if args.quick else TRAIN_SIZE - held_out

@@ -450,3 +450,11 @@ def test_add_weight_decay_is_an_l2_loss_on_kernels_only():
     assert training.add_weight_decay(model, 0) == 3 and not model.losses
     with pytest.raises(ValueError, match=r"weight_decay=-1 is not allowed"):
         training.add_weight_decay(model, -1)
+
+
+def test_start_run_needs_exactly_one_batch_size(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size=None and global_batch=None: give exactly one"):
+        training.start_run("auto", out_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match=r"batch_size=8 and global_batch=16: give exactly one"):
+        training.start_run("auto", out_dir=tmp_path / "b", batch_size=8, global_batch=16)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
