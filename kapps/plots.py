@@ -279,3 +279,127 @@ def plot_attention_map(images, maps, path, *, titles=None, alpha: float = 0.5,
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+#: Class colours for masks (RGB in [0, 1]); class ``i`` takes ``SEGMENTATION_COLORS[i % 20]``.
+SEGMENTATION_COLORS = (
+    (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
+    (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50),
+    (0.74, 0.74, 0.13), (0.09, 0.75, 0.81), (0.68, 0.78, 0.91), (1.00, 0.73, 0.47),
+    (0.60, 0.87, 0.54), (1.00, 0.60, 0.59), (0.77, 0.69, 0.84), (0.77, 0.61, 0.58),
+    (0.97, 0.71, 0.82), (0.78, 0.78, 0.78), (0.86, 0.86, 0.55), (0.62, 0.85, 0.90),
+)
+
+
+def _colour_mask(mask, colors, ignore_class):
+    """``(height, width, 4)`` RGBA: class colours, transparent where ``ignore_class``."""
+    mask = np.asarray(mask).astype(np.int64)
+    table = np.asarray(colors, dtype=np.float32)
+    rgba = np.ones((*mask.shape, 4), dtype=np.float32)
+    rgba[..., :3] = table[mask % len(table)]
+    if ignore_class is not None:
+        rgba[mask == ignore_class, 3] = 0.0
+    return rgba
+
+
+def plot_segmentation(
+    images,
+    masks,
+    predictions,
+    path,
+    *,
+    class_names=None,
+    colors=None,
+    ignore_class=None,
+    alpha: float = 0.55,
+    titles=None,
+    title: str | None = None,
+) -> str:
+    """Segmentations over their images: one row per example with the image, the true mask
+    over it, the predicted mask over it and the mistakes (red where the prediction differs
+    from the truth; pixels of ``ignore_class`` are never counted), with a colour legend.
+
+    Args:
+        images: array-like ``(n, height, width)``, ``(n, height, width, 1)`` (gray) or
+            ``(n, height, width, 3)``; floats in ``[0, 1]`` or ``uint8``.
+        masks: true class indices ``(n, height, width)``.
+        predictions: predicted class indices ``(n, height, width)``, or scores
+            ``(n, height, width, classes)`` (argmax is taken; one channel is cut at 0.5).
+        path: the PNG file to write (``samples.png``); parent folders are created.
+        class_names: names for the legend, in class order (``None``: no legend).
+        colors: RGB triples in ``[0, 1]``, one per class (default ``SEGMENTATION_COLORS``).
+        ignore_class: a label drawn transparent and left out of the mistakes (CamVid's void).
+        alpha: opacity of the masks over the image, in ``[0, 1]``.
+        titles: optional ``n`` titles, one per example (shown over the image).
+        title: optional figure title.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: no images, lengths or sizes that differ, ``alpha`` outside ``[0, 1]``, or
+            a number of titles that differs from the images.
+    """
+    images = np.asarray(images)
+    masks = np.asarray(masks)
+    predictions = np.asarray(predictions)
+    if predictions.ndim == 4:
+        predictions = (
+            (predictions[..., 0] > 0.5).astype(np.int64) if predictions.shape[-1] == 1
+            else predictions.argmax(axis=-1)
+        )
+    if len(images) == 0:
+        raise ValueError("no images to plot.")
+    if not (len(images) == len(masks) == len(predictions)):
+        raise ValueError(
+            f"images, masks and predictions must have the same length; got {len(images)}, "
+            f"{len(masks)} and {len(predictions)}."
+        )
+    if masks.ndim != 3 or masks.shape != predictions.shape or masks.shape[1:] != images.shape[1:3]:
+        raise ValueError(
+            f"masks {masks.shape} and predictions {predictions.shape} must both be "
+            f"(n, height, width) with the images' height and width {images.shape[1:3]}."
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha!r} is not allowed; expected a number in [0, 1].")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(
+            f"titles has {len(titles)} entries for {len(images)} images; expected one per image."
+        )
+    colors = SEGMENTATION_COLORS if colors is None else colors
+    n = len(images)
+    height, width = masks.shape[1:]
+    panel = 2.6 * width / max(height, width)
+    legend_rows = 0 if class_names is None else -(-len(class_names) // 6)
+    row = 2.6 * height / max(height, width) + 0.35  # the panel and its title
+    fig = _new_figure(4 * panel + 0.4, n * row + 0.4 * legend_rows + (0.5 if title else 0.2))
+    for i in range(n):
+        image, cmap, vmax = _display_image(images[i])
+        valid = masks[i] != ignore_class if ignore_class is not None else np.ones_like(masks[i], bool)
+        wrong = (masks[i] != predictions[i]) & valid
+        accuracy = 1.0 - wrong.sum() / max(valid.sum(), 1)
+        panels = (
+            (str(titles[i]) if titles is not None else "image", None),
+            ("truth", _colour_mask(masks[i], colors, ignore_class)),
+            (f"prediction ({100 * accuracy:.1f}% right)", _colour_mask(predictions[i], colors, None)),
+            (f"mistakes ({wrong.sum()} px)", np.concatenate(
+                [np.broadcast_to(np.array([0.84, 0.14, 0.18], np.float32), (*wrong.shape, 3)),
+                 wrong[..., None].astype(np.float32)], axis=-1)),
+        )
+        for j, (label, overlay) in enumerate(panels):
+            ax = fig.add_subplot(n, 4, 4 * i + j + 1)
+            ax.imshow(image, cmap=cmap, vmin=0, vmax=vmax)
+            if overlay is not None:
+                ax.imshow(overlay, alpha=float(alpha) if j < 3 else 0.9, interpolation="nearest")
+            ax.set_title(label, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if class_names is not None:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=colors[k % len(colors)], label=str(name)) for k, name in enumerate(class_names)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 * legend_rows, 1, 1))
+    return _save(fig, path)

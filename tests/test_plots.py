@@ -131,3 +131,36 @@ def test_plot_attention_map_errors(tmp_path):
         plots.plot_attention_map(images, maps, tmp_path / "a.png", titles=["x"])
     with pytest.raises(ValueError, match="no images"):
         plots.plot_attention_map(images[:0], maps[:0], tmp_path / "a.png")
+
+
+def test_plot_segmentation_marks_mistakes_and_skips_ignored_pixels(tmp_path):
+    images = np.full((2, 24, 32, 3), 0.5, dtype="float32")
+    masks = np.zeros((2, 24, 32), dtype="int32")
+    masks[:, :, 16:] = 1  # classes 0 and 1: blue and orange, never red
+    right = plots.plot_segmentation(images, masks, masks, tmp_path / "right.png", class_names=["a", "b"])
+    assert right == str(tmp_path / "right.png")
+    assert _red_pixels(_png(tmp_path / "right.png")) == 0
+    wrong = masks.copy()
+    wrong[:, :12] = 2 - wrong[:, :12] * 2  # the top half swapped to class 2 or 0
+    plots.plot_segmentation(images, masks, wrong, tmp_path / "wrong.png", title="half wrong")
+    assert _red_pixels(_png(tmp_path / "wrong.png")) > 500
+    # the same mistakes under the ignored label do not count; scores are reduced by argmax
+    ignored = masks.copy()
+    ignored[:, :12] = 7
+    scores = np.eye(8, dtype="float32")[wrong]
+    plots.plot_segmentation(images[..., :1], ignored, scores, tmp_path / "ignored.png", ignore_class=7)
+    assert _red_pixels(_png(tmp_path / "ignored.png")) == 0
+
+
+def test_plot_segmentation_errors(tmp_path):
+    images, masks = np.zeros((2, 8, 8, 3)), np.zeros((2, 8, 8), dtype="int32")
+    with pytest.raises(ValueError, match="same length"):
+        plots.plot_segmentation(images, masks[:1], masks, tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"masks \(2, 8, 8\) and predictions \(2, 8, 4\)"):
+        plots.plot_segmentation(images, masks, masks[:, :, :4], tmp_path / "a.png")
+    with pytest.raises(ValueError, match="alpha=-1"):
+        plots.plot_segmentation(images, masks, masks, tmp_path / "a.png", alpha=-1)
+    with pytest.raises(ValueError, match="titles has 3"):
+        plots.plot_segmentation(images, masks, masks, tmp_path / "a.png", titles=["x"] * 3)
+    with pytest.raises(ValueError, match="no images"):
+        plots.plot_segmentation(images[:0], masks[:0], masks[:0], tmp_path / "a.png")

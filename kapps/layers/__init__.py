@@ -14,6 +14,7 @@ from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
+from kapps.layers.masks import ArgmaxMask
 from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.layers.normalization import LocalResponseNormalization
 from kapps.layers.patches import ClassToken, PatchEmbedding
@@ -40,6 +41,7 @@ from kapps.layers.swin import (
 from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
+    "ArgmaxMask",
     "BasicBlock",
     "BottleneckBlock",
     "ClassToken",
