@@ -38,14 +38,18 @@ from kapps.layers.swin import (
     window_partition,
     window_reverse,
 )
+from kapps.layers.upsampling import BilinearKernel, BilinearUpsampling2D, CropToMatch, bilinear_filter
 from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 
 __all__ = [
     "ArgmaxMask",
     "BasicBlock",
+    "BilinearKernel",
+    "BilinearUpsampling2D",
     "BottleneckBlock",
     "ClassToken",
     "ConvBNAct",
+    "CropToMatch",
     "DenseBlock",
     "DenseLayer",
     "EuclideanRBF",
@@ -70,6 +74,7 @@ __all__ = [
     "TransitionBlock",
     "WindowAttention",
     "ZeroPadShortcut",
+    "bilinear_filter",
     "causal_mask",
     "convert_keras_mha_weights",
     "cyclic_shift",
