@@ -6,7 +6,8 @@ The public face:
 - ``kapps.list_models(task=None)``: registered names.
 - ``kapps.info(name)``: task, family, paper, canonical input shape, parameter count
   (and the published figure it is checked against) and FLOPs per example.
-- Submodules ``layers``, ``models``, ``export``, ``data``, ``training``, loaded on first use
+- Submodules ``layers``, ``models``, ``export``, ``data``, ``training``, ``losses``,
+  ``metrics``, ``inference`` (tiled prediction), loaded on first use
   so that ``import kapps`` (and ``kapps list``) does not pay for importing TensorFlow.
 """
 
@@ -16,7 +17,10 @@ from kapps.registry import build, info, list_models
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("layers", "models", "export", "data", "training", "testing", "plots", "flops")
+_SUBMODULES = (
+    "layers", "models", "export", "data", "training", "testing", "plots", "flops",
+    "losses", "metrics", "inference",
+)
 
 __all__ = ["build", "info", "list_models", "__version__", *_SUBMODULES]
 

@@ -9,8 +9,13 @@ Sources (one module per kind of source; new formats go beside these):
 - ``kapps.data.cifar10``: CIFAR-10 batches from TFDS or a local folder (:func:`cifar10`) and
   the ResNet paper's pad-crop-flip augmentation (:func:`random_crop_flip`).
 
-Planned beside them: image+mask folders (segmentation), Pascal VOC folders (detection),
-tab-separated text pairs (translation) and plain text (language modelling).
+- ``kapps.data.segmentation``: image+mask folders (:func:`mask_folder`), ISBI 2012
+  (:func:`isbi2012`) and CamVid (:func:`camvid`), and augmentation applied identically to an
+  image and its mask (:func:`segmentation_augmentation`, with the U-Net paper's
+  :func:`elastic_deformation`).
+
+Planned beside them: Pascal VOC folders (detection), tab-separated text pairs (translation)
+and plain text (language modelling).
 
 Pipeline: :func:`prepare` (map, cache, shuffle, batch, augment, prefetch) and
 :func:`image_augmentation` (Keras preprocessing layers applied in ``tf.data``).
@@ -26,22 +31,42 @@ from kapps.data.errors import DatasetCorruptError, DatasetNotFoundError
 from kapps.data.images import IMAGE_EXTENSIONS, image_folder, list_image_folder, load_image
 from kapps.data.mnist import mnist
 from kapps.data.pipeline import AUTOTUNE, image_augmentation, prepare
+from kapps.data.segmentation import (
+    CAMVID_CLASSES,
+    CAMVID_VOID,
+    camvid,
+    elastic_deformation,
+    isbi2012,
+    isbi2012_mask,
+    list_mask_folder,
+    mask_folder,
+    segmentation_augmentation,
+)
 from kapps.data.tfds import load_tfds, tfds_data_dir
 
 __all__ = [
     "AUTOTUNE",
+    "CAMVID_CLASSES",
+    "CAMVID_VOID",
     "CIFAR10_CLASSES",
     "DatasetCorruptError",
     "DatasetNotFoundError",
+    "camvid",
     "cifar10",
+    "elastic_deformation",
     "IMAGE_EXTENSIONS",
     "image_augmentation",
     "image_folder",
+    "isbi2012",
+    "isbi2012_mask",
     "list_image_folder",
     "load_image",
+    "list_mask_folder",
     "load_tfds",
+    "mask_folder",
     "mnist",
     "prepare",
     "random_crop_flip",
+    "segmentation_augmentation",
     "tfds_data_dir",
 ]

@@ -1,0 +1,363 @@
+"""Segmentation losses that Keras does not already provide, and the U-Net paper's weight map.
+
+What Keras has (3.15) and where it stops:
+
+- ``keras.losses.SparseCategoricalCrossentropy(ignore_class=...)`` leaves ignored pixels out
+  of the loss and out of the mean, but has no class weights (and ``fit(class_weight=...)``
+  refuses targets of rank 3 and more).
+- ``keras.losses.Dice`` is a soft Dice for *dense* targets of the prediction's shape, with no
+  class weights, ignored label or logits.
+
+Added here (``keras.losses.Loss`` subclasses, registered as ``kapps>...``):
+
+- :class:`WeightedSparseCategoricalCrossentropy`: sparse labels, ``class_weights``,
+  ``ignore_class`` (excluded from the mean), ``from_logits``, softmax or one sigmoid channel.
+- :class:`DiceLoss`: soft Dice for sparse labels against softmax/sigmoid scores or logits,
+  with class weights and an ignored label.
+- :func:`unet_weight_map`: the per-pixel weight map of Ronneberger et al. 2015, eq. 2,
+  computed once per training mask in NumPy.
+
+Per-pixel weights in training (checked on Keras 3.15): ``model.fit`` passes a
+``sample_weight`` of shape ``(batch, height, width)`` through to the loss for a
+``(batch, height, width, classes)`` output and ``(batch, height, width)`` labels, and every
+pixel's loss is multiplied by its weight before the mean. So the U-Net weight map is used by
+giving ``fit`` a dataset of ``(image, mask, weight_map)`` (or ``sample_weight=`` with arrays)
+with :class:`WeightedSparseCategoricalCrossentropy` or Keras' own
+``SparseCategoricalCrossentropy``::
+
+    weights = np.stack([unet_weight_map(m, object_label=0) for m in masks])  # offline, once
+    model.compile("adam", WeightedSparseCategoricalCrossentropy())
+    model.fit(tf.data.Dataset.from_tensor_slices((images, masks, weights)).batch(4))
+
+(Joint augmentation must then move the weight map with the mask; compute the weights after
+any geometric augmentation, or augment without one.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = ["DiceLoss", "WeightedSparseCategoricalCrossentropy", "unet_weight_map"]
+
+_MASKED_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
+_REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
+
+
+def _check_class_weights(class_weights):
+    if class_weights is None:
+        return None
+    try:
+        weights = [float(w) for w in class_weights]
+    except (TypeError, ValueError):
+        weights = None
+    if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+        raise ValueError(
+            f"class_weights={class_weights!r} is not allowed; expected None or a non-empty list "
+            "of finite, non-negative numbers, one per class."
+        )
+    return weights
+
+
+def _check_ignore_class(ignore_class):
+    if ignore_class is not None and (isinstance(ignore_class, bool) or not isinstance(ignore_class, int)):
+        raise ValueError(f"ignore_class={ignore_class!r} is not allowed; expected None or an int label.")
+    return ignore_class
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        shown = ", ".join(repr(r) for r in _REDUCTIONS)
+        raise ValueError(
+            f"reduction={reduction!r} is not allowed; expected one of {shown} "
+            "('mean_with_sample_weight' would count ignored pixels in its denominator)."
+        )
+    return reduction
+
+
+def _sparse_labels(y_true, y_pred):
+    """Labels as int32 of the prediction's shape without the class axis."""
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
+        y_true = ops.squeeze(y_true, -1)  # (batch, h, w, 1) -> (batch, h, w)
+    return ops.cast(y_true, "int32")
+
+
+def _class_weight_vector(class_weights, num_classes, what):
+    if class_weights is None:
+        return None
+    if len(class_weights) != num_classes:
+        raise ValueError(
+            f"class_weights has {len(class_weights)} entries but {what} has {num_classes} "
+            "classes; give one weight per class."
+        )
+    return ops.convert_to_tensor(class_weights, "float32")
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy for integer masks with class weights and an ignored label.
+
+    For each pixel ``i`` with label ``y_i != ignore_class``:
+    ``loss_i = class_weights[y_i] * CE(y_i, p_i)``; the reduced loss (default
+    ``"sum_over_batch_size"``) is ``sum_i loss_i * sample_weight_i / (number of non-ignored
+    pixels)``: ignored pixels add nothing and are not counted, as in Keras'
+    ``SparseCategoricalCrossentropy(ignore_class=...)``. Per-pixel ``sample_weight`` of shape
+    ``(batch, height, width)`` (e.g. :func:`unet_weight_map`) multiplies each pixel's loss.
+    Under ``tf.distribute`` the count is per replica, as in Keras' own losses.
+
+    Predictions with ``C > 1`` channels are softmax scores (or logits); a single channel is a
+    sigmoid score (or logit) for class 1, and binary cross-entropy is used (``class_weights``
+    then has two entries, for labels 0 and 1).
+
+    Args:
+        class_weights: one weight per class (e.g. inverse class frequencies), or ``None``.
+        ignore_class: label whose pixels are left out (e.g. CamVid void = 11, or 255), or
+            ``None``. It may lie outside ``[0, classes)``.
+        from_logits: ``y_pred`` holds logits rather than probabilities.
+        reduction: ``"sum_over_batch_size"`` (mean over labelled pixels), ``"mean"`` (the same),
+            ``"sum"`` or ``"none"`` (per-pixel losses, 0 at ignored pixels).
+        name: loss name.
+        dtype: dtype of the loss computations.
+
+    Call arguments:
+        y_true: integer labels ``(batch, h, w)`` or ``(batch, h, w, 1)``.
+        y_pred: scores ``(batch, h, w, classes)``.
+        sample_weight: optional per-pixel ``(batch, h, w)`` or per-image ``(batch,)`` weights.
+
+    Example:
+        >>> loss = WeightedSparseCategoricalCrossentropy(class_weights=[1.0] * 11 + [0.0],
+        ...                                              ignore_class=11)
+        >>> model.compile("adam", loss=loss)
+
+    Raises:
+        ValueError: bad ``class_weights``, ``ignore_class`` or ``reduction``; at call time,
+            ``class_weights`` of the wrong length.
+    """
+
+    def __init__(
+        self,
+        class_weights=None,
+        ignore_class=None,
+        from_logits=False,
+        reduction="sum_over_batch_size",
+        name="weighted_sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=_check_reduction(reduction), dtype=dtype)
+        self.class_weights = _check_class_weights(class_weights)
+        self.ignore_class = _check_ignore_class(ignore_class)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred, self.dtype)
+        labels = _sparse_labels(y_true, y_pred)
+        num_classes = y_pred.shape[-1]
+        valid = ops.ones_like(labels, dtype="bool")
+        if self.ignore_class is not None:
+            valid = ops.not_equal(labels, self.ignore_class)
+        safe = ops.where(valid, labels, 0)  # any in-range label; these pixels get weight 0
+        if num_classes == 1:
+            weights = _class_weight_vector(self.class_weights, 2, "a one-channel (sigmoid) output")
+            target = ops.cast(safe, y_pred.dtype)
+            losses = ops.binary_crossentropy(target, y_pred[..., 0], from_logits=self.from_logits)
+        else:
+            weights = _class_weight_vector(self.class_weights, num_classes, "y_pred")
+            losses = ops.sparse_categorical_crossentropy(safe, y_pred, from_logits=self.from_logits)
+        if weights is not None:
+            losses = losses * ops.cast(ops.take(weights, safe), losses.dtype)
+        valid = ops.cast(valid, losses.dtype)
+        losses = losses * valid
+        if self.reduction in _MASKED_MEAN_REDUCTIONS:
+            # Keras divides the sum by the number of pixels; scale so that it divides by the
+            # number of labelled pixels instead (what Keras' own ignore_class does via masks).
+            total = ops.cast(ops.size(valid), losses.dtype)
+            losses = losses * ops.divide_no_nan(total, ops.sum(valid))
+        return losses
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            class_weights=self.class_weights,
+            ignore_class=self.ignore_class,
+            from_logits=self.from_logits,
+            dtype=self._dtype_policy.name,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class DiceLoss(keras.losses.Loss):
+    """Soft Dice loss (Milletari et al. 2016, V-Net) for integer masks.
+
+    Per image ``b`` and class ``c``, with ``p`` the predicted probabilities and ``t`` the
+    one-hot labels over the non-ignored pixels:
+    ``dice[b, c] = (2 sum(p * t) + smooth) / (sum(p) + sum(t) + smooth)``, and the loss of
+    image ``b`` is ``1 - sum_c w_c dice[b, c] / sum_c w_c``. The reduction (default: mean over
+    the batch) then applies; ``sample_weight`` is per image, ``(batch,)``.
+
+    A single output channel is a sigmoid score (or logit) of class 1, and only that class is
+    scored (the usual binary Dice); otherwise the scores are a softmax over ``C`` classes.
+
+    Args:
+        from_logits: ``y_pred`` holds logits (softmax, or sigmoid for one channel, is applied).
+        class_weights: one weight per class (per output channel), or ``None`` for equal
+            weights. The ignored class, when it is one of the channels, always gets weight 0.
+        ignore_class: label whose pixels are left out of every sum, or ``None``.
+        smooth: added to numerator and denominator; keeps the loss defined for classes absent
+            from an image (then ``dice = 1`` when nothing is predicted).
+        reduction: Keras reduction of the per-image losses (any of Keras' reductions).
+        name: loss name.
+        dtype: dtype of the loss computations.
+
+    Call arguments:
+        y_true: integer labels ``(batch, h, w)`` or ``(batch, h, w, 1)``.
+        y_pred: scores ``(batch, h, w, classes)``.
+        sample_weight: optional per-image weights ``(batch,)``.
+
+    Example:
+        >>> model.compile("adam", loss=DiceLoss(ignore_class=11))
+        >>> # common combination: cross-entropy plus Dice
+        >>> ce, dice = WeightedSparseCategoricalCrossentropy(), DiceLoss()
+        >>> model.compile("adam", loss=lambda y, p: ce(y, p) + dice(y, p))
+
+    Raises:
+        ValueError: bad ``class_weights``, ``ignore_class`` or ``smooth`` (Keras checks
+            ``reduction``); at
+            call time, ``class_weights`` of the wrong length.
+    """
+
+    def __init__(
+        self,
+        from_logits=False,
+        class_weights=None,
+        ignore_class=None,
+        smooth=1.0,
+        reduction="sum_over_batch_size",
+        name="dice_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or smooth < 0:
+            raise ValueError(f"smooth={smooth!r} is not allowed; expected a number >= 0.")
+        self.from_logits = bool(from_logits)
+        self.class_weights = _check_class_weights(class_weights)
+        self.ignore_class = _check_ignore_class(ignore_class)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.convert_to_tensor(y_pred, self.dtype)
+        labels = _sparse_labels(y_true, y_pred)
+        num_classes = y_pred.shape[-1]
+        if num_classes == 1:
+            probs = ops.sigmoid(y_pred) if self.from_logits else y_pred
+            target = ops.cast(ops.equal(labels, 1), probs.dtype)[..., None]  # (batch, h, w, 1)
+        else:
+            probs = ops.softmax(y_pred, axis=-1) if self.from_logits else y_pred
+            # one_hot of a label outside [0, C) (e.g. 255) is all zeros.
+            target = ops.one_hot(labels, num_classes, dtype=probs.dtype)
+        if self.ignore_class is not None:
+            valid = ops.cast(ops.not_equal(labels, self.ignore_class), probs.dtype)[..., None]
+            probs, target = probs * valid, target * valid
+        axes = tuple(range(1, len(y_pred.shape) - 1))  # the spatial axes
+        intersection = ops.sum(probs * target, axis=axes)  # (batch, classes)
+        denominator = ops.sum(probs, axis=axes) + ops.sum(target, axis=axes)
+        dice = (2.0 * intersection + self.smooth) / (denominator + self.smooth)
+
+        weights = _class_weight_vector(self.class_weights, num_classes, "y_pred")
+        if weights is None:
+            weights = ops.ones((num_classes,), "float32")
+        if self.ignore_class is not None and num_classes > 1 and 0 <= self.ignore_class < num_classes:
+            weights = weights * ops.cast(ops.not_equal(ops.arange(num_classes), self.ignore_class), "float32")
+        weights = ops.cast(weights, dice.dtype)
+        return 1.0 - ops.sum(dice * weights, axis=-1) / ops.maximum(ops.sum(weights), 1e-12)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            from_logits=self.from_logits,
+            class_weights=self.class_weights,
+            ignore_class=self.ignore_class,
+            smooth=self.smooth,
+            dtype=self._dtype_policy.name,
+        )
+        return config
+
+
+def unet_weight_map(mask, w0=10.0, sigma=5.0, class_balance=True, *, object_label=1):
+    """The U-Net paper's per-pixel loss weights (Ronneberger et al. 2015, eq. 2).
+
+    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))`` where ``d1`` and ``d2``
+    are the distances to the border of the nearest and the second nearest object (cell), and
+    ``w_c`` balances the class frequencies. The border term makes the network learn the thin
+    background gaps between touching cells (the paper's Fig. 3d). Computed once per training
+    mask, offline, and fed to training as ``sample_weight`` (see the module docstring).
+
+    Details: objects are the 4-connected components of ``mask == object_label``
+    (``scipy.ndimage.label``); distances are Euclidean (``distance_transform_edt``); the
+    border term is added on the background (non-object) pixels, where the gaps are, as in
+    Fig. 3d (inside a cell ``d1`` is 0); with fewer than two objects there is no border term.
+    ``w_c(x) = N / (K * N_k)`` for a pixel of class ``k`` (``N`` pixels, ``K`` classes present,
+    ``N_k`` pixels of class ``k``), so that ``w_c`` averages to 1 over the mask. Each
+    object's distance map is computed in a window around it reaching as far as the border term
+    exceeds ``1e-6 * w0``; beyond that the term is below that bound (so the result matches
+    whole-image distance maps to within ``1e-6 * w0``).
+
+    Args:
+        mask: ``(height, width)`` integer class mask.
+        w0: weight of the border term (10 in the paper).
+        sigma: its width in pixels (5 in the paper, about 5 pixels).
+        class_balance: include ``w_c``; ``False`` uses 1 for every pixel instead.
+        object_label: the class whose connected components are the objects. With
+            ``kapps.data.isbi2012`` masks (1 = membrane, 0 = cell) the cells are
+            ``object_label=0``.
+
+    Returns:
+        A ``float32`` array of the mask's shape.
+
+    Raises:
+        ValueError: ``mask`` is not 2-D, or ``w0``/``sigma`` is not valid.
+
+    Example:
+        >>> weights = unet_weight_map(isbi_mask, object_label=0)   # (512, 512), max about 10
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask with shape {mask.shape} is not allowed; expected a 2-D (height, width) mask.")
+    if isinstance(w0, bool) or not isinstance(w0, (int, float)) or w0 < 0:
+        raise ValueError(f"w0={w0!r} is not allowed; expected a number >= 0.")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0:
+        raise ValueError(f"sigma={sigma!r} is not allowed; expected a number > 0.")
+
+    if class_balance:
+        classes, inverse, counts = np.unique(mask, return_inverse=True, return_counts=True)
+        weights = (mask.size / (len(classes) * counts))[inverse.reshape(mask.shape)].astype(np.float64)
+    else:
+        weights = np.ones(mask.shape, np.float64)
+
+    objects = mask == object_label
+    labels, count = ndimage.label(objects)
+    if count < 2 or w0 == 0:
+        return weights.astype(np.float32)
+    # Beyond `reach` pixels from both nearest objects, w0 * exp(-reach^2 / (2 sigma^2)) < 1e-6 w0.
+    reach = int(math.ceil(sigma * math.sqrt(2.0 * math.log(1e6)))) + 1
+    d1 = np.full(mask.shape, np.inf)
+    d2 = np.full(mask.shape, np.inf)
+    height, width = mask.shape
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        rows = slice(max(box[0].start - reach, 0), min(box[0].stop + reach, height))
+        cols = slice(max(box[1].start - reach, 0), min(box[1].stop + reach, width))
+        # Distance to object `index` (0 on it) within its window; exact there, as the whole
+        # object lies inside the window.
+        distance = ndimage.distance_transform_edt(labels[rows, cols] != index)
+        near1, near2 = d1[rows, cols], d2[rows, cols]
+        d2[rows, cols] = np.where(distance < near1, near1, np.minimum(near2, distance))
+        d1[rows, cols] = np.minimum(near1, distance)
+    border = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
+    weights += np.where(objects, 0.0, border)
+    return weights.astype(np.float32)
