@@ -10,10 +10,12 @@ from kapps.layers.attention import (
     convert_keras_mha_weights,
     padding_mask,
 )
+from kapps.layers.bit import BiTBottleneck
 from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
+from kapps.layers.interpolation import BilinearResize2D
 from kapps.layers.masks import ArgmaxMask
 from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.layers.normalization import LocalResponseNormalization
@@ -27,6 +29,7 @@ from kapps.layers.position import (
 )
 from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
 from kapps.layers.spatial_attention import SpatialAttention
+from kapps.layers.standardized_conv import StandardizedConv2D, standardize_kernel
 from kapps.layers.swin import (
     PatchMerging,
     SwinTransformerBlock,
@@ -40,11 +43,14 @@ from kapps.layers.swin import (
 )
 from kapps.layers.upsampling import BilinearKernel, BilinearUpsampling2D, CropToMatch, bilinear_filter
 from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
+from kapps.layers.unet import UNetConvBlock, UNetDecoderBlock, UNetEncoderBlock, center_crop
 
 __all__ = [
     "ArgmaxMask",
     "BasicBlock",
+    "BiTBottleneck",
     "BilinearKernel",
+    "BilinearResize2D",
     "BilinearUpsampling2D",
     "BottleneckBlock",
     "ClassToken",
@@ -66,16 +72,21 @@ __all__ = [
     "ScaledTanh",
     "SpatialAttention",
     "SqueezeExcitation",
+    "StandardizedConv2D",
     "StochasticDepth",
     "SwinTransformerBlock",
     "TrainableSubsampling",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "TransitionBlock",
+    "UNetConvBlock",
+    "UNetDecoderBlock",
+    "UNetEncoderBlock",
     "WindowAttention",
     "ZeroPadShortcut",
     "bilinear_filter",
     "causal_mask",
+    "center_crop",
     "convert_keras_mha_weights",
     "cyclic_shift",
     "lenet_output_codes",
@@ -85,6 +96,7 @@ __all__ = [
     "resolve_window",
     "shifted_window_mask",
     "sinusoidal_encoding",
+    "standardize_kernel",
     "swish",
     "window_partition",
     "window_reverse",

@@ -4,5 +4,10 @@ TransUNet (Chen et al. 2021). Each returns per-pixel class scores at the input r
 
 from kapps.models.segmentation.common import mask_model
 from kapps.models.segmentation.fcn import copy_backbone, crop_offsets, fcn, fcn8s, fcn16s, fcn32s, min_pad
+from kapps.models.segmentation.transunet import transunet
+from kapps.models.segmentation.unet import unet, unet_output_size, valid_unet_input_size
 
-__all__ = ["copy_backbone", "crop_offsets", "fcn", "fcn8s", "fcn16s", "fcn32s", "mask_model", "min_pad"]
+__all__ = [
+    "copy_backbone", "crop_offsets", "fcn", "fcn8s", "fcn16s", "fcn32s", "mask_model", "min_pad",
+    "transunet", "unet", "unet_output_size", "valid_unet_input_size",
+]
