@@ -130,11 +130,12 @@ def list_models(task: str | None = None) -> list[str]:
     return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
 
 
-def build(name: str, **overrides):
+def build(name: str, /, **overrides):
     """Build the registered model ``name`` as a ``keras.Model``.
 
     With no overrides this is the canonical configuration (the paper's). Overrides are the
-    builder's keyword arguments, e.g. ``build("vgg16", num_classes=10, input_shape=(64, 64, 3))``.
+    builder's keyword arguments, e.g. ``build("vgg16", num_classes=10, input_shape=(64, 64, 3))``;
+    ``name`` is positional-only, so ``build("vgg16", name="my_vgg")`` names the model.
 
     Example:
         >>> model = kapps.build("lenet5", input_shape=(28, 28, 1))

@@ -89,3 +89,8 @@ def test_import_and_list_do_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_build_passes_a_model_name_through():
+    model = kapps.build("lenet5", name="my_lenet", input_shape=(28, 28, 1))
+    assert model.name == "my_lenet"
