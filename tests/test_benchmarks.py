@@ -55,3 +55,24 @@ def test_pipeline_benchmark_runs(tfds_dir, tmp_path):
     )
     assert results["pipeline_cached_examples_per_s"] > 0 and results["train_step_examples_per_s"] > 0
     assert json.loads(out.read_text())["batch_size"] == 32
+
+
+def test_segmentation_memory_benchmark_runs(tmp_path):
+    out = tmp_path / "memory.json"
+    results = load("segmentation_memory")["main"](
+        ["--tiny", "--size", "64", "--batch", "2", "--steps", "1", "--out", str(out)]
+    )
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert [row["model"] for row in results["models"]] == ["unet", "fcn8s"]
+    for row in results["models"]:
+        assert row["peak_training_mib"] > 0 and row["activations_mib"] > 0
+        # grads + two Adam slots: three copies of the trainable weights
+        assert row["optimizer_mib"] <= 3 * row["weights_mib"] + 0.1
+
+
+def test_segmentation_memory_benchmark_rejects_bad_sizes():
+    parse_args = load("segmentation_memory")["parse_args"]
+    with pytest.raises(SystemExit):
+        parse_args(["--size", "100"])
+    with pytest.raises(SystemExit):
+        parse_args(["--batch", "0"])
