@@ -35,3 +35,37 @@ def check_int_sequence(name, value, length):
             f"{name}={value!r} is not allowed; expected {length} positive integers."
         )
     return tuple(value)
+
+
+def check_image_shape(name, value, *, allow_unknown_size=True, note=""):
+    """Raise unless ``value`` is ``(height, width, channels)`` of positive ints (height and
+    width may be None when ``allow_unknown_size``); return it as a tuple. ``note`` is added
+    to the message (why sizes must be known, say)."""
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 3
+        or value[2] is None
+        or any(
+            (d is not None or not allow_unknown_size)
+            and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
+            for d in value
+        )
+    ):
+        sizes = "; height and width may be None" if allow_unknown_size else ""
+        raise ValueError(
+            f"{name}={value!r} is not allowed; expected (height, width, channels) of positive "
+            f"integers (channels last{sizes}){note}."
+        )
+    return tuple(value)
+
+
+def check_transformer_dims(hidden_dim, depth, num_heads, mlp_dim):
+    """Raise unless the Transformer sizes are positive ints and ``num_heads`` divides
+    ``hidden_dim``."""
+    for name, value in (("hidden_dim", hidden_dim), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+        check_positive_int(name, value)
+    if hidden_dim % num_heads:
+        raise ValueError(
+            f"num_heads={num_heads!r} does not divide hidden_dim={hidden_dim!r}; each head gets "
+            "hidden_dim / num_heads features."
+        )

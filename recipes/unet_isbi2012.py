@@ -33,7 +33,6 @@ ventral nerve cord, serial-section TEM) laid out ``FOLDER/train/image/N.png`` an
 """
 
 import argparse
-import math
 import os
 import sys
 import time

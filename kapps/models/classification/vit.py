@@ -37,7 +37,7 @@ import weakref
 import keras
 import numpy as np
 
-from kapps._checks import check_choice, check_positive_int, check_rate
+from kapps._checks import check_choice, check_positive_int, check_rate, check_transformer_dims
 from kapps.layers.attention import convert_keras_mha_weights
 from kapps.layers.patches import ClassToken, PatchEmbedding, _check_patch_size
 from kapps.layers.position import PositionEmbedding, resize_position_grid
@@ -186,15 +186,7 @@ def vit(
         ...             depth=2, num_heads=2, mlp_dim=64)
     """
     patch_size = _check_patch_size(patch_size)
-    check_positive_int("hidden_dim", hidden_dim)
-    check_positive_int("depth", depth)
-    check_positive_int("num_heads", num_heads)
-    if hidden_dim % num_heads:
-        raise ValueError(
-            f"num_heads={num_heads!r} does not divide hidden_dim={hidden_dim!r}; each head gets "
-            "hidden_dim / num_heads features."
-        )
-    check_positive_int("mlp_dim", mlp_dim)
+    check_transformer_dims(hidden_dim, depth, num_heads, mlp_dim)
     dropout = check_rate("dropout", dropout)
     attention_dropout = check_rate("attention_dropout", attention_dropout)
     stochastic_depth_rate = check_rate("stochastic_depth_rate", stochastic_depth_rate)

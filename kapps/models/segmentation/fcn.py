@@ -26,7 +26,7 @@ from fractions import Fraction
 import keras
 import numpy as np
 
-from kapps._checks import check_choice, check_int_sequence, check_positive_int, check_rate
+from kapps._checks import check_choice, check_image_shape, check_int_sequence, check_positive_int, check_rate
 from kapps.layers.upsampling import BilinearKernel, BilinearUpsampling2D, CropToMatch
 from kapps.models.classification.common import check_activation, classifier_output, variant
 from kapps.models.weights import _fits, load_into, read_reference
@@ -165,23 +165,6 @@ def _check_pad(pad, stride, upsampling, input_shape):
             )
 
 
-def _check_input_shape(input_shape):
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 3
-        or any(
-            d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
-            for d in input_shape
-        )
-        or input_shape[2] is None
-    ):
-        raise ValueError(
-            f"input_shape={input_shape!r} is not allowed; expected (height, width, channels) "
-            "of positive integers (channels last; height and width may be None)."
-        )
-    return tuple(input_shape)
-
-
 def fcn(
     stride=8,
     num_classes=21,
@@ -267,7 +250,7 @@ def fcn(
     """
     check_choice("stride", stride, STRIDES)
     check_positive_int("num_classes", num_classes)
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_image_shape("input_shape", input_shape)
     check_choice("upsampling", upsampling, UPSAMPLING)
     _check_pad(pad, stride, upsampling, input_shape)
     filters = check_int_sequence("filters", filters, 5)

@@ -43,7 +43,13 @@ Layer names: ``image``, ``root_pad``, ``root_conv``, ``root_gn``, ``root_relu``,
 
 import keras
 
-from kapps._checks import check_int_sequence, check_positive_int, check_rate
+from kapps._checks import (
+    check_image_shape,
+    check_int_sequence,
+    check_positive_int,
+    check_rate,
+    check_transformer_dims,
+)
 from kapps.layers.bit import GROUP_NORM_EPSILON, BiTBottleneck
 from kapps.layers.conv import ConvBNAct
 from kapps.layers.patches import PatchEmbedding
@@ -64,17 +70,10 @@ LN_EPSILON = 1e-6
 
 
 def _check_input_shape(input_shape):
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 3
-        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in input_shape)
-    ):
-        raise ValueError(
-            f"input_shape={input_shape!r} is not allowed; expected (height, width, channels) "
-            "of known positive integers (channels last; the position embeddings need a fixed "
-            "grid)."
-        )
-    input_shape = tuple(input_shape)
+    input_shape = check_image_shape(
+        "input_shape", input_shape, allow_unknown_size=False,
+        note="; the position embeddings need a fixed grid",
+    )
     for size in input_shape[:2]:
         if size % OUTPUT_STRIDE:
             lower = size // OUTPUT_STRIDE * OUTPUT_STRIDE
@@ -147,15 +146,7 @@ def transunet(
     """
     check_positive_int("num_classes", num_classes)
     input_shape = _check_input_shape(input_shape)
-    check_positive_int("hidden_dim", hidden_dim)
-    check_positive_int("depth", depth)
-    check_positive_int("num_heads", num_heads)
-    if hidden_dim % num_heads:
-        raise ValueError(
-            f"num_heads={num_heads!r} does not divide hidden_dim={hidden_dim!r}; each head gets "
-            "hidden_dim / num_heads features."
-        )
-    check_positive_int("mlp_dim", mlp_dim)
+    check_transformer_dims(hidden_dim, depth, num_heads, mlp_dim)
     dropout = check_rate("dropout", dropout)
     attention_dropout = check_rate("attention_dropout", attention_dropout)
     resnet_blocks = check_int_sequence("resnet_blocks", resnet_blocks, 3)

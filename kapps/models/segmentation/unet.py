@@ -25,7 +25,7 @@ Layer names: ``image``, ``encoder1`` ... ``encoder{depth}`` (``UNetEncoderBlock`
 
 import keras
 
-from kapps._checks import check_choice, check_positive_int, check_rate
+from kapps._checks import check_choice, check_image_shape, check_positive_int, check_rate
 from kapps.layers.unet import PADDINGS, UNetConvBlock, UNetDecoderBlock, UNetEncoderBlock
 from kapps.models.classification.common import check_activation, classifier_output
 
@@ -140,20 +140,7 @@ def valid_unet_input_size(min_output, depth=4):
 
 
 def _check_input_shape(input_shape, depth, padding):
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 3
-        or any(
-            d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1)
-            for d in input_shape
-        )
-        or input_shape[2] is None
-    ):
-        raise ValueError(
-            f"input_shape={input_shape!r} is not allowed; expected (height, width, channels) "
-            "of positive integers (channels last)."
-        )
-    input_shape = tuple(input_shape)
+    input_shape = check_image_shape("input_shape", input_shape)
     for size in input_shape[:2]:
         if padding == "valid":
             if size is None:
