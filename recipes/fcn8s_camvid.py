@@ -168,7 +168,7 @@ def main(argv=None):
         model, history, test_images, test_masks, out, predict=predict, num_classes=classes,
         class_names=list(data.CAMVID_CLASSES), ignore_class=data.CAMVID_VOID,
         calibration=calibration, sample_inputs=test_images[:4], export_mask=args.tflite_mask,
-        title=f"{args.model.upper()} on CamVid",
+        title=f"FCN-{args.model[3:]} on CamVid",
         extra={
             "recipe": RECIPE, "model": args.model, "quick": args.quick,
             "config": {"upsampling": args.upsampling, "filters": args.filters, "fc_units": args.fc_units,

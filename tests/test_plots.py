@@ -164,3 +164,9 @@ def test_plot_segmentation_errors(tmp_path):
         plots.plot_segmentation(images, masks, masks, tmp_path / "a.png", titles=["x"] * 3)
     with pytest.raises(ValueError, match="no images"):
         plots.plot_segmentation(images[:0], masks[:0], masks[:0], tmp_path / "a.png")
+
+
+def test_segmentation_colours_never_look_like_mistakes():
+    colours = np.asarray(plots.SEGMENTATION_COLORS)
+    assert not np.any((colours[:, 0] > 0.7) & (colours[:, 1] < 0.35) & (colours[:, 2] < 0.35))
+    assert len({tuple(c) for c in colours}) == len(colours)
