@@ -33,20 +33,17 @@ import os
 import sys
 import time
 
+from recipes._common import add_run_flags, parse, recipe_parser, setup
+
 RECIPE = "fcn8s_camvid"
 QUICK = {"epochs": 1, "train": 8, "val": 4, "test": 4, "filters": (4, 8, 8, 16, 16), "fc_units": 16}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog=f"python -m recipes.{RECIPE}", description=__doc__.split("\n\n")[0]
-    )
+    parser = recipe_parser(RECIPE, __doc__)
     parser.add_argument("--data", required=True, metavar="FOLDER", help="the CamVid folder (FOLDER/{train,val,test}/{images,labels})")
     parser.add_argument("--model", default="fcn8s", choices=["fcn8s", "fcn16s", "fcn32s"])
     parser.add_argument("--epochs", type=int, default=10)
-    batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch-size", type=int, default=4, help="per replica (default 4)")
-    batch.add_argument("--global-batch-size", type=int, help="instead of --batch-size; must divide by the replicas")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="Adam rate (default 1e-4)")
     parser.add_argument("--upsampling", default="deconvolution", choices=["deconvolution", "interpolation"])
     parser.add_argument("--filters", type=int, nargs=5, default=[64, 128, 256, 512, 512], metavar="N", help="widths of VGG16's five stages (the paper: 64 128 256 512 512; narrower trains faster on a CPU)")
@@ -54,21 +51,12 @@ def parse_args(argv=None):
     parser.add_argument("--backbone-weights", default=None, metavar="imagenet|PATH", help="initialise conv1-fc7 from ImageNet VGG16 (downloads once) or a saved VGG16 model/weights file")
     parser.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=True, help="median-frequency class weights in the loss")
     parser.add_argument("--tflite-mask", action="store_true", help="also export model_mask.tflite with the argmax in the graph (uint8 mask output)")
-    parser.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multi_worker", "tpu", "one_device"])
-    parser.add_argument("--mixed-precision", default="none", choices=["none", "auto", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
-    parser.add_argument("--out", default=os.path.join("saved_models", RECIPE))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a narrow network on a few real images, for tests")
-    args = parser.parse_args(argv)
+    add_run_flags(parser, RECIPE, batch_size=4, quick_help="a narrow network on a few real images, for tests")
+    args = parse(parser, argv, positive=("epochs", "fc_units"))
     if min(args.filters) < 1:
         parser.error(f"--filters={' '.join(map(str, args.filters))} is not allowed; expected five positive integers")
     if args.backbone_weights is not None and args.filters != [64, 128, 256, 512, 512]:
         parser.error("--backbone-weights needs VGG16's widths; leave --filters at 64 128 256 512 512")
-    for flag in ("epochs", "batch_size", "global_batch_size", "fc_units"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')}={value} is not allowed; expected a positive integer")
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate={args.learning_rate} is not allowed; expected a positive number")
     for split in ("train", "val", "test"):
@@ -117,11 +105,7 @@ def main(argv=None):
     from kapps.losses import WeightedSparseCategoricalCrossentropy
     from recipes._segmentation import evaluate_and_export, write_metrics
 
-    strategy, batch, out, chief = training.start_run(
-        args.strategy, seed=args.seed, mixed_precision=args.mixed_precision, out_dir=args.out,
-        batch_size=None if args.global_batch_size else args.batch_size,
-        global_batch=args.global_batch_size,
-    )
+    strategy, batch, out, chief = setup(args)
     quick = args.quick
     flip = data.segmentation_augmentation(flip=True, rotate90=False, seed=args.seed)
     train_ds = data.camvid(args.data, "train", batch_size=batch, shuffle=True, seed=args.seed,

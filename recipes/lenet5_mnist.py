@@ -22,10 +22,11 @@ interruption resumes from the last completed epoch. ``--quick`` runs the whole p
 batches of real MNIST in well under a minute (the tests use it).
 """
 
-import argparse
 import os
 import sys
 import time
+
+from recipes._common import add_run_flags, parse, recipe_parser, setup
 
 RECIPE = "lenet5_mnist"
 TRAIN_SIZE = 60_000
@@ -33,31 +34,17 @@ QUICK = {"train": 1_024, "validation": 256, "test": 512, "calibration": 64}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog=f"python -m recipes.{RECIPE}", description=__doc__.split("\n\n")[0]
-    )
+    parser = recipe_parser(RECIPE, __doc__)
     parser.add_argument("--epochs", type=int, default=12)
-    batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch-size", type=int, default=32, help="per replica (default 32)")
-    batch.add_argument("--global-batch-size", type=int, help="instead of --batch-size; must divide by the replicas")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak Adam learning rate for a global batch of 32, scaled linearly with the global batch")
     parser.add_argument("--variant", default="modern", choices=["lecun98", "modern"], help="modern (default: ReLU, max-pooling, softmax) or lecun98 (the 1998 network)")
-    parser.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multi_worker", "tpu", "one_device"])
-    parser.add_argument("--mixed-precision", default="none", choices=["none", "auto", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
     parser.add_argument("--tfds-data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     parser.add_argument("--no-download", action="store_true", help="never download MNIST")
-    parser.add_argument("--out", default=os.path.join("saved_models", RECIPE))
     parser.add_argument("--validation-size", type=int, default=0, help="hold out the last N training digits for validation and the best checkpoint (default 0: train on all 60,000 as the paper did, and draw the test error per epoch as its Fig. 5 does)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a few batches of everything, for tests")
-    args = parser.parse_args(argv)
+    add_run_flags(parser, RECIPE, batch_size=32)
+    args = parse(parser, argv, positive=("epochs",))
     if not 0 <= args.validation_size < TRAIN_SIZE:
         parser.error(f"--validation-size={args.validation_size} is not allowed; expected 0 to {TRAIN_SIZE - 1}")
-    for flag in ("epochs", "batch_size", "global_batch_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')}={value} is not allowed; expected a positive integer")
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate={args.learning_rate} is not allowed; expected a positive number")
     return args
@@ -73,11 +60,7 @@ def main(argv=None):
     from kapps import data, training
     from recipes._classification import evaluate_and_export, write_metrics
 
-    strategy, batch, out, chief = training.start_run(
-        args.strategy, seed=args.seed, mixed_precision=args.mixed_precision, out_dir=args.out,
-        batch_size=None if args.global_batch_size else args.batch_size,
-        global_batch=args.global_batch_size,
-    )
+    strategy, batch, out, chief = setup(args)
 
     held_out = QUICK["validation"] if args.quick else args.validation_size
     train_size = QUICK["train"] if args.quick else TRAIN_SIZE - held_out

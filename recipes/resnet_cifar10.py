@@ -25,11 +25,12 @@ interruption resumes from the last completed epoch. ``--quick`` runs the whole p
 batches of real images in about a minute (the tests use it).
 """
 
-import argparse
 import math
 import os
 import sys
 import time
+
+from recipes._common import add_run_flags, parse, recipe_parser, setup
 
 RECIPE = "resnet_cifar10"
 PAPER_ITERATIONS = 64_000
@@ -40,31 +41,17 @@ QUICK = {"train": 512, "test": 256, "calibration": 64, "epochs": 2}
 def parse_args(argv=None):
     from kapps import registry
 
-    parser = argparse.ArgumentParser(
-        prog=f"python -m recipes.{RECIPE}", description=__doc__.split("\n\n")[0]
-    )
+    parser = recipe_parser(RECIPE, __doc__)
     parser.add_argument("--model", default="resnet20", choices=registry.list_models(task="classification"), metavar="NAME", help="a registered classifier (default resnet20; see `kapps list`)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the paper's 64,000 iterations")
-    batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch-size", type=int, default=128, help="per replica (default 128)")
-    batch.add_argument("--global-batch-size", type=int, help="instead of --batch-size; must divide by the replicas")
     parser.add_argument("--learning-rate", type=float, default=0.1, help="initial SGD rate for a global batch of 128, scaled linearly with the global batch (default 0.1)")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--data", default=None, metavar="FOLDER", help="a local CIFAR-10 image folder (FOLDER/{train,test}/<class>/...) instead of TFDS")
     parser.add_argument("--tfds-data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     parser.add_argument("--no-download", action="store_true", help="never download CIFAR-10")
-    parser.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multi_worker", "tpu", "one_device"])
-    parser.add_argument("--mixed-precision", default="none", choices=["none", "auto", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
-    parser.add_argument("--out", default=os.path.join("saved_models", RECIPE))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a few batches of everything, for tests")
-    args = parser.parse_args(argv)
-    for flag in ("epochs", "batch_size", "global_batch_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')}={value} is not allowed; expected a positive integer")
+    add_run_flags(parser, RECIPE, batch_size=128)
+    args = parse(parser, argv, positive=("epochs",))
     if args.learning_rate <= 0:
         parser.error(f"--learning-rate={args.learning_rate} is not allowed; expected a positive number")
     if not 0 <= args.momentum < 1:
@@ -89,11 +76,7 @@ def main(argv=None):
     from kapps import data, training
     from recipes._classification import evaluate_and_export, write_metrics
 
-    strategy, batch, out, chief = training.start_run(
-        args.strategy, seed=args.seed, mixed_precision=args.mixed_precision, out_dir=args.out,
-        batch_size=None if args.global_batch_size else args.batch_size,
-        global_batch=args.global_batch_size,
-    )
+    strategy, batch, out, chief = setup(args)
 
     source = {"folder": args.data, "data_dir": args.tfds_data_dir, "download": not args.no_download}
     if args.quick:

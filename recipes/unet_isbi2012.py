@@ -37,20 +37,17 @@ import os
 import sys
 import time
 
+from recipes._common import add_run_flags, parse, recipe_parser, setup
+
 RECIPE = "unet_isbi2012"
 QUICK = {"epochs": 1, "steps": 2, "tile": 64, "filters": 4, "depth": 2}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog=f"python -m recipes.{RECIPE}", description=__doc__.split("\n\n")[0]
-    )
+    parser = recipe_parser(RECIPE, __doc__)
     parser.add_argument("--data", required=True, metavar="FOLDER", help="the ISBI 2012 folder (FOLDER/train/{image,label}/N.png)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--steps-per-epoch", type=int, default=25)
-    batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch-size", type=int, default=2, help="tiles per replica and step (default 2)")
-    batch.add_argument("--global-batch-size", type=int, help="instead of --batch-size; must divide by the replicas")
     parser.add_argument("--tile", type=int, default=256, help="network input size (default 256; the paper: 572 with --padding valid)")
     parser.add_argument("--padding", default="same", choices=["same", "valid"])
     parser.add_argument("--filters", type=int, default=32, help="base width, doubled per level (the paper: 64)")
@@ -63,17 +60,8 @@ def parse_args(argv=None):
     parser.add_argument("--elastic", action=argparse.BooleanOptionalAction, default=True, help="elastic deformations (Sec. 3.1)")
     parser.add_argument("--overlap", type=int, default=32, help="overlap of neighbouring tiles when predicting whole slices ('same' padding)")
     parser.add_argument("--tflite-mask", action="store_true", help="also export model_mask.tflite with the argmax in the graph (uint8 mask output)")
-    parser.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multi_worker", "tpu", "one_device"])
-    parser.add_argument("--mixed-precision", default="none", choices=["none", "auto", "mixed_float16", "mixed_bfloat16"])
-    parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
-    parser.add_argument("--out", default=os.path.join("saved_models", RECIPE))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a few tiny steps on real slices, for tests")
-    args = parser.parse_args(argv)
-    for flag in ("epochs", "steps_per_epoch", "batch_size", "global_batch_size", "tile", "filters", "depth"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')}={value} is not allowed; expected a positive integer")
+    add_run_flags(parser, RECIPE, batch_size=2, batch_help="tiles per replica and step (default 2)", quick_help="a few tiny steps on real slices, for tests")
+    args = parse(parser, argv, positive=("epochs", "steps_per_epoch", "tile", "filters", "depth"))
     if args.learning_rate <= 0 or args.w0 < 0 or args.sigma <= 0:
         parser.error("--learning-rate and --sigma must be positive, --w0 non-negative")
     if args.overlap < 0:
@@ -103,11 +91,7 @@ def main(argv=None):
     from kapps.models.segmentation.unet import unet, unet_output_size
     from recipes._segmentation import evaluate_and_export, write_metrics
 
-    strategy, batch, out, chief = training.start_run(
-        args.strategy, seed=args.seed, mixed_precision=args.mixed_precision, out_dir=args.out,
-        batch_size=None if args.global_batch_size else args.batch_size,
-        global_batch=args.global_batch_size,
-    )
+    strategy, batch, out, chief = setup(args)
     out_tile = args.tile if args.padding == "same" else unet_output_size(args.tile, args.depth)
     border = (args.tile - out_tile) // 2  # mirrored context each side of an output tile
 

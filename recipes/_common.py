@@ -1,0 +1,53 @@
+"""What every recipe's command line shares: the parser, the run flags (batch size per replica
+or global, strategy, precision, XLA, output folder, seed, quick mode), the positive-integer
+checks, and the first steps of a run. Importing this does not import TensorFlow, so a bad
+flag is reported at once."""
+
+import argparse
+import os
+
+STRATEGIES = ["auto", "mirrored", "multi_worker", "tpu", "one_device"]
+PRECISIONS = ["none", "auto", "mixed_float16", "mixed_bfloat16"]
+
+
+def recipe_parser(recipe, doc):
+    """An ``ArgumentParser`` for ``python -m recipes.<recipe>`` described by the first
+    paragraph of the recipe's docstring ``doc``."""
+    return argparse.ArgumentParser(prog=f"python -m recipes.{recipe}", description=doc.split("\n\n")[0])
+
+
+def add_run_flags(parser, recipe, *, batch_size, batch_help=None, quick_help="a few batches of everything, for tests"):
+    """Add the flags every recipe takes: ``--batch-size`` (per replica, default
+    ``batch_size``) or ``--global-batch-size``, ``--strategy``, ``--mixed-precision``,
+    ``--jit-compile``, ``--out`` (default ``saved_models/<recipe>``), ``--seed``, ``--quick``."""
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument("--batch-size", type=int, default=batch_size, help=batch_help or f"per replica (default {batch_size})")
+    batch.add_argument("--global-batch-size", type=int, help="instead of --batch-size; must divide by the replicas")
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    parser.add_argument("--mixed-precision", default="none", choices=PRECISIONS)
+    parser.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
+    parser.add_argument("--out", default=os.path.join("saved_models", recipe))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+
+
+def parse(parser, argv, positive=()):
+    """Parse ``argv``; exit with a one-line usage error when the batch sizes or any flag
+    named in ``positive`` (attribute names) is below 1."""
+    args = parser.parse_args(argv)
+    for flag in (*positive, "batch_size", "global_batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')}={value} is not allowed; expected a positive integer")
+    return args
+
+
+def setup(args):
+    """``kapps.training.start_run`` from the run flags: ``(strategy, global_batch, out, chief)``."""
+    from kapps import training
+
+    return training.start_run(
+        args.strategy, seed=args.seed, mixed_precision=args.mixed_precision, out_dir=args.out,
+        batch_size=None if args.global_batch_size else args.batch_size,
+        global_batch=args.global_batch_size,
+    )
