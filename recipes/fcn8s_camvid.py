@@ -12,9 +12,12 @@ trains on CamVid), computed from the training labels; images get random horizont
 
 The paper initialises the network from ImageNet VGG16 (``--backbone-weights imagenet``
 downloads keras.applications' VGG16 weights once; a path takes a saved VGG16 model or
-weights file). Without internet the network trains from scratch, which is what the README's
-figures were measured with: a 134-million-parameter network learning from 367 images reaches
-far less than the paper's pretrained numbers, and the README says so.
+weights file). Without internet the network trains from scratch. Measured on a 2-core CPU shared with
+another training run, with ``--filters 16 32 64 128 128 --fc-units 512 --epochs 8`` (a quarter
+of VGG16's widths, 4.4M parameters, from scratch): mean IoU over the 11 classes 0.250 and pixel
+accuracy 56.4% on the 233 test images (float32 TFLite the same, int8 TFLite 0.256 / 57.8%),
+61 minutes for the 8 epochs. The full-width network with ImageNet weights is the paper's
+configuration and the one to train on a GPU.
 
 Writes ``--out`` (default ``saved_models/fcn8s_camvid/``): ``model.keras``, ``saved_model/``,
 ``model.tflite``, ``model_int8.tflite``, with ``--tflite-mask`` also ``model_mask.tflite``
