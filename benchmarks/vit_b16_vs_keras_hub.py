@@ -31,6 +31,8 @@ import statistics
 import sys
 import time
 
+from kapps.benchmarking import alternate_rounds, op_difference, rate_summary
+
 LABELS = ("kapps", "keras-hub")
 
 
@@ -125,14 +127,6 @@ def op_counts(function, x):
     return counts
 
 
-def rate_summary(batch_size, first, second):
-    """Examples/s of two lists of per-step times, their ratio of medians (first / second in
-    speed) and the sorted per-round ratios."""
-    rates = [batch_size / statistics.median(t) for t in (first, second)]
-    rounds = sorted(s / f for f, s in zip(first, second))
-    return rates, rates[0] / rates[1], rounds
-
-
 def bench(args, jits, modes):
     import keras
     import numpy as np
@@ -189,31 +183,11 @@ def bench(args, jits, modes):
             tf.function(lambda batch, m=model: m(batch, training=False)), x
         )
     kapps_ops, hub_ops = (record["inference_graph_ops"][label] for label in LABELS)
-    record["inference_graph_op_difference"] = {
-        op: kapps_ops.get(op, 0) - hub_ops.get(op, 0)
-        for op in sorted(set(kapps_ops) | set(hub_ops))
-        if kapps_ops.get(op, 0) != hub_ops.get(op, 0)
-    }
+    record["inference_graph_op_difference"] = op_difference(kapps_ops, hub_ops)
 
-    for label in LABELS:
-        for mode in modes:
-            for jit in jits:
-                for _ in range(args.warmup):
-                    steps[label][mode][jit]()
-
-    times = {label: {mode: {jit: [] for jit in jits} for mode in modes} for label in LABELS}
-    order, jit_order = list(LABELS), list(jits)
-    for repeat in range(args.repeats):
-        for mode in modes:
-            for jit in jit_order:
-                for label in order:
-                    start = time.perf_counter()
-                    for _ in range(args.steps):
-                        steps[label][mode][jit]()
-                    times[label][mode][jit].append((time.perf_counter() - start) / args.steps)
-        order.reverse()
-        jit_order.reverse()
-        print(f"round {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+    times = alternate_rounds(
+        steps, warmup=args.warmup, repeats=args.repeats, steps_per_round=args.steps
+    )
 
     for mode in modes:
         entry = record["modes"][mode] = {}

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "layers", "models", "export", "data", "training", "testing", "plots", "flops",
-    "losses", "metrics", "inference",
+    "losses", "metrics", "inference", "benchmarking",
 )
 
 __all__ = ["build", "info", "list_models", "__version__", *_SUBMODULES]
