@@ -1,4 +1,5 @@
-"""Segmentation losses that Keras does not already provide, and the U-Net paper's weight map.
+"""Segmentation and sequence losses that Keras does not already provide, and the U-Net paper's
+weight map.
 
 What Keras has (3.15) and where it stops:
 
@@ -11,7 +12,9 @@ What Keras has (3.15) and where it stops:
 Added here (``keras.losses.Loss`` subclasses, registered as ``kapps>...``):
 
 - :class:`WeightedSparseCategoricalCrossentropy`: sparse labels, ``class_weights``,
-  ``ignore_class`` (excluded from the mean), ``from_logits``, softmax or one sigmoid channel.
+  ``ignore_class`` (excluded from the mean), ``label_smoothing``, ``from_logits``, softmax or
+  one sigmoid channel. With ``ignore_class=0, label_smoothing=0.1, from_logits=True`` it is
+  the Transformer's token loss (padding left out, Vaswani et al. 2017, section 5.4).
 - :class:`DiceLoss`: soft Dice for sparse labels against softmax/sigmoid scores or logits,
   with class weights and an ignored label.
 - :func:`unet_weight_map`: the per-pixel weight map of Ronneberger et al. 2015, eq. 2,
@@ -113,11 +116,17 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
     sigmoid score (or logit) for class 1, and binary cross-entropy is used (``class_weights``
     then has two entries, for labels 0 and 1).
 
+    Label smoothing (Szegedy et al. 2016) trains against ``(1 - eps) * one_hot(y) + eps / C``:
+    ``loss_i = (1 - eps) * CE(y_i, p_i) + eps * mean_c(-log p_ic)`` (with one sigmoid channel,
+    against ``y (1 - eps) + eps / 2``). The same works for token sequences: labels
+    ``(batch, length)``, scores ``(batch, length, vocab)``, padding as ``ignore_class``.
+
     Args:
         class_weights: one weight per class (e.g. inverse class frequencies), or ``None``.
         ignore_class: label whose pixels are left out (e.g. CamVid void = 11, or 255), or
             ``None``. It may lie outside ``[0, classes)``.
         from_logits: ``y_pred`` holds logits rather than probabilities.
+        label_smoothing: ``eps`` in ``[0, 1)``; 0.1 in the Transformer paper.
         reduction: ``"sum_over_batch_size"`` (mean over labelled pixels), ``"mean"`` (the same),
             ``"sum"`` or ``"none"`` (per-pixel losses, 0 at ignored pixels).
         name: loss name.
@@ -132,9 +141,11 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         >>> loss = WeightedSparseCategoricalCrossentropy(class_weights=[1.0] * 11 + [0.0],
         ...                                              ignore_class=11)
         >>> model.compile("adam", loss=loss)
+        >>> token_loss = WeightedSparseCategoricalCrossentropy(  # the Transformer's
+        ...     ignore_class=0, label_smoothing=0.1, from_logits=True)
 
     Raises:
-        ValueError: bad ``class_weights``, ``ignore_class`` or ``reduction``; at call time,
+        ValueError: bad ``class_weights``, ``ignore_class``, ``label_smoothing`` or ``reduction``; at call time,
             ``class_weights`` of the wrong length.
     """
 
@@ -146,11 +157,22 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         reduction="sum_over_batch_size",
         name="weighted_sparse_categorical_crossentropy",
         dtype=None,
+        label_smoothing=0.0,
     ):
         super().__init__(name=name, reduction=_check_reduction(reduction), dtype=dtype)
         self.class_weights = _check_class_weights(class_weights)
         self.ignore_class = _check_ignore_class(ignore_class)
         self.from_logits = bool(from_logits)
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0 <= label_smoothing < 1
+        ):
+            raise ValueError(
+                f"label_smoothing={label_smoothing!r} is not allowed; expected a number in "
+                "[0, 1) (0.1 in the Transformer paper)."
+            )
+        self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
         y_pred = ops.convert_to_tensor(y_pred, self.dtype)
@@ -163,10 +185,19 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         if num_classes == 1:
             weights = _class_weight_vector(self.class_weights, 2, "a one-channel (sigmoid) output")
             target = ops.cast(safe, y_pred.dtype)
+            if self.label_smoothing:
+                target = target * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
             losses = ops.binary_crossentropy(target, y_pred[..., 0], from_logits=self.from_logits)
         else:
             weights = _class_weight_vector(self.class_weights, num_classes, "y_pred")
             losses = ops.sparse_categorical_crossentropy(safe, y_pred, from_logits=self.from_logits)
+            if self.label_smoothing:
+                if self.from_logits:
+                    log_probs = ops.log_softmax(y_pred, axis=-1)
+                else:
+                    log_probs = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
+                uniform = -ops.mean(log_probs, axis=-1)  # cross-entropy against eps / C
+                losses = (1.0 - self.label_smoothing) * losses + self.label_smoothing * uniform
         if weights is not None:
             losses = losses * ops.cast(ops.take(weights, safe), losses.dtype)
         valid = ops.cast(valid, losses.dtype)
@@ -185,6 +216,7 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
             ignore_class=self.ignore_class,
             from_logits=self.from_logits,
             dtype=self._dtype_policy.name,
+            label_smoothing=self.label_smoothing,
         )
         return config
 

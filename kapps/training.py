@@ -285,6 +285,44 @@ def scaled_learning_rate(
 # Precision and seeds
 
 
+@keras.saving.register_keras_serializable(package="kapps")
+class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The Transformer's learning rate: linear warm-up, then inverse square root decay.
+
+    ``lr(step) = scale * hidden_dim ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)``
+    (Vaswani et al. 2017, section 5.3, equation 3, with ``step`` counted from 1): it rises
+    linearly for ``warmup_steps`` steps to its peak ``scale / sqrt(hidden_dim *
+    warmup_steps)`` (7.0e-4 for the base model's 512 and 4000) and then falls as
+    ``1 / sqrt(step)``. The paper used Adam with ``beta_1=0.9, beta_2=0.98, epsilon=1e-9``.
+
+    Args:
+        hidden_dim: the model width ``d_model``.
+        warmup_steps: steps of linear warm-up (4000 in the paper).
+        scale: a factor on the whole curve (1 in the paper; smaller models and smaller
+            batches often want less).
+
+    Example:
+        >>> schedule = TransformerSchedule(512, warmup_steps=4000)
+        >>> optimizer = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+    """
+
+    def __init__(self, hidden_dim, warmup_steps=4000, scale=1.0):
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        self.warmup_steps = check_positive_int("warmup_steps", warmup_steps)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"scale={scale!r} is not allowed; expected a number > 0.")
+        self.scale = float(scale)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32") + 1.0  # optimizer iterations start at 0
+        decay = keras.ops.minimum(keras.ops.rsqrt(step), step * self.warmup_steps ** -1.5)
+        return self.scale * self.hidden_dim ** -0.5 * decay
+
+    def get_config(self):
+        return {"hidden_dim": self.hidden_dim, "warmup_steps": self.warmup_steps,
+                "scale": self.scale}
+
+
 def add_weight_decay(model: keras.Model, weight_decay: float) -> int:
     """L2 weight decay through the loss, as the classic papers train (He et al. 2016: 1e-4).
 

@@ -264,3 +264,46 @@ def test_losses_train_under_mirrored_strategy(cpu_strategy):
     before = model.get_weights()
     model.fit(images, labels % 3, batch_size=4, epochs=1, verbose=0)
     assert any(np.abs(a - b).max() > 0 for a, b in zip(before, model.get_weights()))
+
+
+def test_label_smoothing_matches_keras_dense_crossentropy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 5, 7)).astype("float32")
+    labels = rng.integers(0, 7, size=(3, 5))
+    ours = losses.WeightedSparseCategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    expected = keras_loss(np.eye(7)[labels], logits)
+    np.testing.assert_allclose(float(ours(labels, logits)), float(expected), rtol=1e-5)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+    from_probs = losses.WeightedSparseCategoricalCrossentropy(label_smoothing=0.1)
+    np.testing.assert_allclose(float(from_probs(labels, probs)), float(expected), rtol=1e-4)
+
+
+def test_label_smoothed_token_loss_leaves_padding_out():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 4, 6)).astype("float32")
+    labels = np.array([[3, 4, 0, 0], [5, 2, 1, 0]])
+    loss = losses.WeightedSparseCategoricalCrossentropy(
+        ignore_class=0, label_smoothing=0.1, from_logits=True
+    )
+    keep = labels != 0
+    dense = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=0.1, reduction="none"
+    )(np.eye(6)[labels], logits)
+    expected = np.asarray(dense)[keep].mean()
+    np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-5)
+    # what the padded positions predict does not matter
+    logits[~keep] = 100.0
+    np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.1", True])
+def test_label_smoothing_must_be_in_range(bad):
+    with pytest.raises(ValueError, match="label_smoothing"):
+        losses.WeightedSparseCategoricalCrossentropy(label_smoothing=bad)
+
+
+def test_label_smoothing_survives_get_config():
+    loss = losses.WeightedSparseCategoricalCrossentropy(ignore_class=0, label_smoothing=0.1)
+    again = losses.WeightedSparseCategoricalCrossentropy.from_config(loss.get_config())
+    assert again.label_smoothing == 0.1 and again.ignore_class == 0

@@ -458,3 +458,26 @@ def test_start_run_needs_exactly_one_batch_size(tmp_path):
     with pytest.raises(ValueError, match=r"batch_size=8 and global_batch=16: give exactly one"):
         training.start_run("auto", out_dir=tmp_path / "b", batch_size=8, global_batch=16)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_transformer_schedule_is_the_papers_equation_3():
+    schedule = training.TransformerSchedule(512, warmup_steps=4000)
+    rates = [float(schedule(step - 1)) for step in (1, 2000, 4000, 16000)]
+    expected = [512 ** -0.5 * min(s ** -0.5, s * 4000 ** -1.5) for s in (1, 2000, 4000, 16000)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    assert max(rates) == rates[2]  # the peak is at the end of warm-up: 7.0e-4
+    np.testing.assert_allclose(rates[2], 6.9877e-4, rtol=1e-4)
+    again = training.TransformerSchedule.from_config(schedule.get_config())
+    assert float(again(3999)) == float(schedule(3999))
+    optimizer = keras.optimizers.Adam(training.TransformerSchedule(64, 10, scale=2.0))
+    assert float(optimizer.learning_rate) > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"hidden_dim": 0}, "hidden_dim=0"), ({"warmup_steps": -1}, "warmup_steps=-1"),
+     ({"scale": 0}, "scale=0")],
+)
+def test_transformer_schedule_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        training.TransformerSchedule(**{"hidden_dim": 512, **kwargs})
