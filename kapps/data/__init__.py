@@ -14,8 +14,12 @@ Sources (one module per kind of source; new formats go beside these):
   image and its mask (:func:`segmentation_augmentation`, with the U-Net paper's
   :func:`elastic_deformation`).
 
-Planned beside them: Pascal VOC folders (detection), tab-separated text pairs (translation)
-and plain text (language modelling).
+- ``kapps.data.translation``: tab-separated sentence pairs (:func:`read_pairs`), the Tatoeba
+  English-French pairs with a fixed held-out split (:func:`fra_eng`), Multi30k
+  (:func:`multi30k`), a shared SentencePiece vocabulary (:func:`train_sentencepiece`,
+  :func:`sentencepiece_tokenizer`) and batches of token ids (:func:`translation_dataset`).
+
+Planned beside them: Pascal VOC folders (detection) and plain text (language modelling).
 
 Pipeline: :func:`prepare` (map, cache, shuffle, batch, augment, prefetch) and
 :func:`image_augmentation` (Keras preprocessing layers applied in ``tf.data``).
@@ -43,9 +47,35 @@ from kapps.data.segmentation import (
     segmentation_augmentation,
 )
 from kapps.data.tfds import load_tfds, tfds_data_dir
+from kapps.data.translation import (
+    END_ID,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    START_ID,
+    UNK_ID,
+    fra_eng,
+    group_references,
+    multi30k,
+    read_pairs,
+    sentencepiece_tokenizer,
+    train_sentencepiece,
+    translation_dataset,
+)
 
 __all__ = [
     "AUTOTUNE",
+    "END_ID",
+    "PAD_ID",
+    "SPECIAL_TOKENS",
+    "START_ID",
+    "UNK_ID",
+    "fra_eng",
+    "group_references",
+    "multi30k",
+    "read_pairs",
+    "sentencepiece_tokenizer",
+    "train_sentencepiece",
+    "translation_dataset",
     "CAMVID_CLASSES",
     "CAMVID_VOID",
     "CIFAR10_CLASSES",
