@@ -73,6 +73,7 @@ __all__ = [
     "save_keras",
     "tflite_parity",
     "to_tflite",
+    "translator_to_tflite",
 ]
 
 #: Accepted values of ``to_tflite(quantize=...)``.
@@ -657,23 +658,71 @@ def to_tflite(
                     yield dict(zip(names, sample))
 
             converter.representative_dataset = representative_dataset
-        try:
-            with warnings.catch_warnings():
-                # int8 calibration uses the deprecated tf.lite.Interpreter internally
-                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-                flatbuffer = converter.convert()
-        except Exception as error:  # ConverterError lives in a private module
-            if type(error).__name__ != "ConverterError":
-                raise
-            flex, custom = _parse_converter_error(error)
-            if custom or (flex and not allow_flex):
-                raise UnsupportedOpsError(flex if not allow_flex else (), custom) from error
-            raise TFLiteConversionError(
-                f"TFLite conversion failed: {_short_converter_message(error)}"
-            ) from error
-    flatbuffer = bytes(flatbuffer)
+        flatbuffer = _convert(converter, allow_flex)
     if path is not None:
         _atomic_write_bytes(path, flatbuffer)
+    return flatbuffer
+
+
+def _convert(converter, allow_flex):
+    """Run ``converter``; unsupported ops and other converter failures become kapps errors."""
+    try:
+        with warnings.catch_warnings():
+            # int8 calibration uses the deprecated tf.lite.Interpreter internally
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            flatbuffer = converter.convert()
+    except Exception as error:  # ConverterError lives in a private module
+        if type(error).__name__ != "ConverterError":
+            raise
+        flex, custom = _parse_converter_error(error)
+        if custom or (flex and not allow_flex):
+            raise UnsupportedOpsError(flex if not allow_flex else (), custom) from error
+        raise TFLiteConversionError(
+            f"TFLite conversion failed: {_short_converter_message(error)}"
+        ) from error
+    return bytes(flatbuffer)
+
+
+def translator_to_tflite(model, path=None, *, source_length, max_length, start_id, end_id,
+                         pad_id=0):
+    """Convert a sequence-to-sequence model's greedy translation to TFLite, builtin ops only.
+
+    The encoder and the whole greedy decoding loop are one graph (a ``WHILE`` op around the
+    decoder step, ``kapps.models.sequence.search.greedy_function``): token ids in, token ids
+    out. Tokenization stays outside (ship the SentencePiece model beside the file).
+
+    Args:
+        model: a ``seq2seq_attention`` or ``transformer`` model (or a decoder object).
+        path: optional destination file, written atomically.
+        source_length: the fixed source length; pad source ids with ``pad_id`` to it.
+        max_length: target tokens produced at most.
+        start_id, end_id, pad_id: the special tokens.
+
+    Returns:
+        The flatbuffer. Its signature takes ``source_ids`` ``int32 (1, source_length)`` and
+        returns ``target_ids`` ``int32 (1, max_length)``: the Keras greedy decode's ids.
+
+    Raises:
+        UnsupportedOpsError: if some op of the decoding graph is not a TFLite builtin.
+
+    Example:
+        >>> translator_to_tflite(model, "translator.tflite", source_length=32, max_length=40,
+        ...                      start_id=2, end_id=3)
+        >>> ids = load_tflite("translator.tflite")(source_ids)
+    """
+    import tensorflow as tf
+
+    from kapps.models.sequence.search import greedy_function
+
+    function = greedy_function(
+        model, source_length, max_length, start_id=start_id, end_id=end_id, pad_id=pad_id
+    )
+    concrete = function.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    flatbuffer = _convert(converter, allow_flex=False)
+    if path is not None:
+        _atomic_write_bytes(_fspath(path), flatbuffer)
     return flatbuffer
 
 

@@ -404,3 +404,57 @@ def plot_segmentation(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.04 * legend_rows, 1, 1))
     return _save(fig, path)
+
+
+def plot_translation_attention(examples, path, *, columns: int = 2,
+                               title: str | None = None) -> str:
+    """Attention heatmaps of translated sentences, one panel per sentence: source tokens
+    along the bottom, produced target tokens down the side, darker where a target token
+    attended more (Bahdanau et al. 2015, Figure 3).
+
+    Args:
+        examples: a list of ``(source_tokens, target_tokens, weights)``: token strings and a
+            ``(len(target_tokens), len(source_tokens))`` array of weights (each row one
+            decoding step, e.g. from ``greedy_search(..., return_attention=True)`` cut to the
+            real tokens).
+        path: the PNG file to write; parent folders are created.
+        columns: panels per row.
+        title: optional figure title.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: no examples, or weights whose shape does not match the tokens.
+    """
+    if not examples:
+        raise ValueError("examples=[] is not allowed; expected at least one sentence.")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns={columns!r} is not allowed; expected an int >= 1.")
+    checked = []
+    for number, (source, target, weights) in enumerate(examples):
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(target), len(source)):
+            raise ValueError(
+                f"examples[{number}] has weights of shape {weights.shape} for "
+                f"{len(target)} target and {len(source)} source tokens; expected "
+                f"({len(target)}, {len(source)})."
+            )
+        checked.append((list(source), list(target), weights))
+    columns = min(columns, len(checked))
+    rows = math.ceil(len(checked) / columns)
+    widest = max(len(s) for s, _, _ in checked)
+    tallest = max(len(t) for _, t, _ in checked)
+    panel_w, panel_h = 1.2 + 0.38 * widest, 1.2 + 0.32 * tallest
+    fig = _new_figure(panel_w * columns, panel_h * rows + (0.4 if title else 0))
+    for index, (source, target, weights) in enumerate(checked):
+        ax = fig.add_subplot(rows, columns, index + 1)
+        ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=max(weights.max(), 1e-9),
+                  aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(len(source)), source, rotation=90, fontsize=8)
+        ax.set_yticks(range(len(target)), target, fontsize=8)
+        ax.tick_params(length=0)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -170,3 +170,21 @@ def test_segmentation_colours_never_look_like_mistakes():
     colours = np.asarray(plots.SEGMENTATION_COLORS)
     assert not np.any((colours[:, 0] > 0.7) & (colours[:, 1] < 0.35) & (colours[:, 2] < 0.35))
     assert len({tuple(c) for c in colours}) == len(colours)
+
+
+def test_translation_attention_heatmaps(tmp_path):
+    from matplotlib.image import imread
+
+    from kapps.plots import plot_translation_attention
+
+    examples = [
+        (["I", "am", "here", "."], ["Je", "suis", "là", ".", "[END]"], np.eye(5, 4)),
+        (["Go", "."], ["Va", "!"], np.full((2, 2), 0.5)),
+    ]
+    path = plot_translation_attention(examples, tmp_path / "a" / "attention.png", title="t")
+    image = imread(path)
+    assert image.shape[0] > 100 and image.shape[1] > 200
+    with pytest.raises(ValueError, match=r"examples\[1\] has weights of shape \(2, 2\)"):
+        plot_translation_attention([examples[0], (["Go"], ["Va", "!"], np.ones((2, 2)))], tmp_path / "b.png")
+    with pytest.raises(ValueError, match="examples=\\[\\]"):
+        plot_translation_attention([], tmp_path / "c.png")
