@@ -1,9 +1,11 @@
-"""Turning per-pixel class scores into a class map inside the graph, so an exported model
-hands a phone the mask itself (one byte per pixel) rather than a float per class."""
+"""Masks computed inside the graph: per-pixel class scores turned into a class map (so an
+exported model hands a phone the mask itself, one byte per pixel, rather than a float per
+class), and the real-token mask of padded token ids."""
 
 import math
 
 import keras
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="kapps")
@@ -66,3 +68,39 @@ class ArgmaxMask(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class TokenMask(keras.layers.Layer):
+    """``ids != pad_id``: a boolean ``(batch, length)`` mask of the real tokens.
+
+    Args:
+        pad_id: the padding token id (an int >= 0).
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        ids: integer token ids of any shape.
+
+    Returns:
+        A boolean tensor of the same shape (NOT_EQUAL in TFLite).
+
+    Example:
+        >>> TokenMask(0)(keras.ops.convert_to_tensor([[5, 3, 0]]))  # [[True, True, False]]
+
+    Paper: none; the padding convention of every batched sequence model.
+    """
+
+    def __init__(self, pad_id=0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
+            raise ValueError(f"pad_id={pad_id!r} is not allowed; expected an int >= 0.")
+        self.pad_id = pad_id
+
+    def call(self, ids):
+        return ops.not_equal(ids, ops.cast(self.pad_id, ids.dtype))
+
+    def compute_output_spec(self, ids):
+        return keras.KerasTensor(ids.shape, dtype="bool")
+
+    def get_config(self):
+        return {**super().get_config(), "pad_id": self.pad_id}
