@@ -143,12 +143,16 @@ def _cmd_info(args):
         hint = f"; close matches: {', '.join(close)}" if close else "; see 'kapps list'"
         raise CLIError(f"no registered model named {args.name!r}{hint}", exit_code=2)
     info = registry.info(args.name)
+    if info.get("flops_input_shape") is None:
+        info.pop("flops_input_shape", None)  # only sequence models count at a stated length
+    if info.get("flops") is None:
+        info["flops"] = "n/a (not counted through a recurrent loop)"
     width = max(len(k) for k in info)
     for key, value in info.items():
         if key in _COUNT_KEYS and isinstance(value, int):
             value = f"{value:,}"
         elif isinstance(value, tuple):
-            value = " x ".join(str(v) for v in value)
+            value = " x ".join("any" if v is None else str(v) for v in value)
         print(f"{key + ':':<{width + 1}} {value}")
     return 0
 

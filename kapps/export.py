@@ -711,16 +711,39 @@ def translator_to_tflite(model, path=None, *, source_length, max_length, start_i
         >>> ids = load_tflite("translator.tflite")(source_ids)
     """
     import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     from kapps.models.sequence.search import greedy_function
 
     function = greedy_function(
         model, source_length, max_length, start_id=start_id, end_id=end_id, pad_id=pad_id
     )
-    concrete = function.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    flatbuffer = _convert(converter, allow_flex=False)
+    # Weights read inside the WHILE body stay variables (READ_VARIABLE ops that fail at run
+    # time) unless the graph is frozen first; the frozen function is then wrapped again so
+    # the signature keeps the names ``source_ids`` and ``target_ids``.
+    frozen = convert_variables_to_constants_v2(
+        function.get_concrete_function(), lower_control_flow=False
+    )
+
+    @tf.function(
+        input_signature=[tf.TensorSpec((1, source_length), tf.int32, name="source_ids")]
+    )
+    def translate(source_ids):
+        ids = frozen(source_ids)
+        ids = ids[0] if isinstance(ids, (list, tuple)) else ids
+        return {"target_ids": tf.ensure_shape(ids, (1, max_length))}
+
+    holder = tf.Module()
+    holder.translate = translate
+    with tempfile.TemporaryDirectory(prefix="kapps-translator-") as tmp:
+        tf.saved_model.save(
+            holder, tmp, signatures={_SERVING_KEY: translate.get_concrete_function()}
+        )
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[_SERVING_KEY])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        flatbuffer = _convert(converter, allow_flex=False)
     if path is not None:
         _atomic_write_bytes(_fspath(path), flatbuffer)
     return flatbuffer

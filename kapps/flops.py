@@ -65,9 +65,10 @@ def count_flops(model, input_shape=None):
     """FLOPs of one forward pass of ``model`` on one example (inference mode).
 
     Args:
-        model: a Keras model (TensorFlow backend) with a single input.
+        model: a Keras model (TensorFlow backend); with several inputs (a translation
+            model's source and target tokens) each gets an example of ``input_shape``.
         input_shape: shape of one example, without the batch axis; defaults to the model's
-            input shape, which must then be fully known.
+            (first) input shape, which must then be fully known.
 
     Returns:
         An int: ``2 x`` the multiply-accumulates of convolutions and matrix products.
@@ -84,11 +85,17 @@ def count_flops(model, input_shape=None):
     if any(d is None for d in shape):
         raise ValueError(
             f"input_shape={shape!r} has unknown dimensions; pass input_shape=(height, width, "
-            "channels) to count FLOPs."
+            "channels) (or (tokens,) for a sequence model) to count FLOPs."
         )
-    dtype = model.inputs[0].dtype if model.inputs else "float32"
-    spec = tf.TensorSpec((1, *shape), dtype=dtype)
-    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    inputs = list(model.inputs) if model.inputs else [None]
+    specs = [
+        tf.TensorSpec((1, *shape), dtype=t.dtype if t is not None else "float32") for t in inputs
+    ]
+    if len(specs) == 1:
+        function = tf.function(lambda x: model(x, training=False))
+    else:  # several inputs (source and target tokens): the same example shape for each
+        function = tf.function(lambda *xs: model(list(xs), training=False))
+    graph = function.get_concrete_function(*specs).graph
     return int(_graph_flops(graph))
 
 

@@ -35,7 +35,10 @@ class ModelSpec:
         published_kind: ``"total"`` or ``"trainable"``: which count the published figure is.
         published_source: where the published figure comes from.
         flops: floating-point operations per example of the canonical configuration
-            (2 x multiply-accumulates of convolutions and matrix products, see ``kapps.flops``).
+            (2 x multiply-accumulates of convolutions and matrix products, see ``kapps.flops``),
+            or ``None`` where tracing cannot count them (the steps of a recurrent loop).
+        flops_input_shape: for inputs of free length (token sequences), the example shape the
+            FLOPs are counted at, e.g. ``(32,)``: 32 source and 32 target tokens.
         tiny: overrides that build a small version in well under a second, for tests.
         tiny_params: total parameters of the tiny configuration (pinned by the contract test).
         tflite_note: empty when the model converts to TFLite with builtin ops only; otherwise
@@ -55,11 +58,12 @@ class ModelSpec:
     published_params: int
     published_kind: str
     published_source: str
-    flops: int
+    flops: int | None
     tiny: dict = dataclasses.field(default_factory=dict)
     tiny_params: int | None = None
     tflite_note: str = ""
     tiny_tflite_tolerance: float = 1e-4
+    flops_input_shape: tuple | None = None
 
     def builder_fn(self) -> Callable[..., Any]:
         """Import and return the builder function."""
@@ -165,6 +169,7 @@ def info(name: str) -> dict:
         "published_kind": spec.published_kind,
         "published_source": spec.published_source,
         "flops": spec.flops,
+        "flops_input_shape": spec.flops_input_shape,
         "tflite": "builtin ops" if not spec.tflite_note else spec.tflite_note,
     }
 
@@ -184,11 +189,16 @@ def markdown_table(task: str | None = None) -> str:
     ]
     for name in list_models(task):
         s = _REGISTRY[name]
-        shape = "x".join(str(d) for d in s.input_shape)
+        shape = (
+            "token ids" if None in s.input_shape else "x".join(str(d) for d in s.input_shape)
+        )
+        flops = "n/a" if s.flops is None else _human(s.flops)
+        if s.flops is not None and s.flops_input_shape:
+            flops += f" ({s.flops_input_shape[0]} tokens)"
         params = f"{s.params:,}"
         if s.trainable_params != s.params:
             params += f" ({s.trainable_params:,} trainable)"
         rows.append(
-            f"| `{name}` | {s.task} | {s.family} | {s.paper} | {shape} | {params} | {_human(s.flops)} |"
+            f"| `{name}` | {s.task} | {s.family} | {s.paper} | {shape} | {params} | {flops} |"
         )
     return "\n".join(rows)

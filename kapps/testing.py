@@ -71,23 +71,29 @@ def cpu_strategy():
     return _CPU_STRATEGY[0]
 
 
-def sample_inputs(model, batch_size=2, seed=0, input_shape=None):
+def sample_inputs(model, batch_size=2, seed=0, input_shape=None, sequence_length=8):
     """Random inputs for ``model``: floats in [0, 1), integers in [0, 10) for integer inputs.
 
-    Unknown non-batch dimensions are taken from ``input_shape`` (one example's shape)."""
+    Unknown non-batch dimensions are taken from ``input_shape`` (one example's shape); token
+    inputs of unknown length ``(batch, None)`` get ``sequence_length`` tokens."""
     rng = np.random.default_rng(seed)
     arrays = []
     for tensor in model.inputs:
         dims = list(tensor.shape[1:])
+        integer = "int" in str(tensor.dtype)
         if any(d is None for d in dims):
-            if input_shape is None:
+            if input_shape is not None and None not in tuple(input_shape):
+                dims = list(input_shape)
+            elif integer and len(dims) == 1:
+                dims = [sequence_length]
+            else:
                 raise ValueError(
-                    f"input_shape=None is not allowed for model {model.name!r}, whose input "
-                    f"shape {tuple(tensor.shape)} has unknown dimensions; pass one example's shape."
+                    f"input_shape={input_shape!r} is not allowed for model {model.name!r}, whose "
+                    f"input shape {tuple(tensor.shape)} has unknown dimensions; pass one "
+                    "example's shape."
                 )
-            dims = list(input_shape)
         shape = (batch_size, *dims)
-        if "int" in str(tensor.dtype):
+        if integer:
             arrays.append(rng.integers(0, 10, size=shape).astype(str(tensor.dtype)))
         else:
             arrays.append(rng.random(shape, dtype="float32"))
@@ -223,11 +229,12 @@ def check_distributed_train_step(build_fn, inputs_fn, strategy=None):
         model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     batch = 2 * strategy.num_replicas_in_sync
     inputs = inputs_fn(model, batch)
-    targets = [np.random.default_rng(1).random((batch, *o.shape[1:]), dtype="float32")
-               for o in _as_list(model.outputs)]
-    if any(None in t.shape for t in targets):
-        targets = [np.random.default_rng(1).random(o.shape, dtype="float32")
-                   for o in _numpy_outputs(model, inputs)]
+    if any(None in tuple(o.shape[1:]) for o in _as_list(model.outputs)):
+        # unknown lengths (sequence models): targets of the shapes the model produces
+        shapes = [o.shape for o in _numpy_outputs(model, inputs)]
+    else:
+        shapes = [(batch, *o.shape[1:]) for o in _as_list(model.outputs)]
+    targets = [np.random.default_rng(1).random(shape, dtype="float32") for shape in shapes]
     before = [np.array(w) for w in model.trainable_weights]
     history = model.fit(
         inputs, targets[0] if len(targets) == 1 else targets, batch_size=batch, epochs=1, verbose=0

@@ -24,12 +24,15 @@ class ToyDecoder(tf.Module):
 
     def start(self, source_ids, max_length):
         one_hot = tf.one_hot(source_ids, VOCAB)  # (batch, source_len, vocab)
-        bias = tf.reduce_mean(one_hot, axis=1) @ self.source_map
+        bias = tf.reduce_mean(one_hot, axis=1) @ tf.convert_to_tensor(self.source_map)
         return (bias, tf.cast(source_ids, "float32"))
 
     def step(self, tokens, position, state):
         bias, source = state
-        logits = tf.gather(self.table, tokens) + tf.gather(self.rows, position)[None] + bias
+        # read the variables, then gather (as Keras layers do; a ResourceGather inside the
+        # loop does not freeze for TFLite)
+        table, rows = tf.convert_to_tensor(self.table), tf.convert_to_tensor(self.rows)
+        logits = tf.gather(table, tokens) + tf.gather(rows, position)[None] + bias
         attention = tf.nn.softmax(source * tf.cast(position + 1, "float32"), axis=-1)
         return logits, state, attention
 

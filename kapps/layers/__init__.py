@@ -13,10 +13,11 @@ from kapps.layers.attention import (
 from kapps.layers.bit import BiTBottleneck
 from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
+from kapps.layers.embedding import SharedEmbedding
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
 from kapps.layers.interpolation import BilinearResize2D
-from kapps.layers.masks import ArgmaxMask
+from kapps.layers.masks import ArgmaxMask, TokenMask
 from kapps.layers.mbconv import MBConvBlock, SqueezeExcitation, StochasticDepth, swish
 from kapps.layers.normalization import LocalResponseNormalization
 from kapps.layers.patches import ClassToken, PatchEmbedding
@@ -26,6 +27,13 @@ from kapps.layers.position import (
     PositionEmbedding,
     resize_position_grid,
     sinusoidal_encoding,
+)
+from kapps.layers.recurrent import RNN, GRUCell, LSTMCell, SimpleRNNCell
+from kapps.layers.recurrent_attention import (
+    AttentionDecoder,
+    BahdanauAttention,
+    LuongAttention,
+    Maxout,
 )
 from kapps.layers.residual import BasicBlock, BottleneckBlock, ZeroPadShortcut
 from kapps.layers.spatial_attention import SpatialAttention
@@ -46,6 +54,16 @@ from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoder
 from kapps.layers.unet import UNetConvBlock, UNetDecoderBlock, UNetEncoderBlock, center_crop
 
 __all__ = [
+    "AttentionDecoder",
+    "BahdanauAttention",
+    "GRUCell",
+    "LSTMCell",
+    "LuongAttention",
+    "Maxout",
+    "RNN",
+    "SharedEmbedding",
+    "SimpleRNNCell",
+    "TokenMask",
     "ArgmaxMask",
     "BasicBlock",
     "BiTBottleneck",
