@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 
-from kapps.benchmarking import alternate_rounds, op_difference, rate_summary
+from kapps.benchmarking import alternate_rounds, graph_op_counts, op_difference, rate_summary
 
 LABELS = ("kapps", "keras-hub")
 
@@ -110,23 +110,6 @@ def build_pair(args):
     return {"kapps": model, "keras-hub": reference}, counts[0]
 
 
-def op_counts(function, x):
-    """``{op type: count}`` of the graph ``function`` traces for ``x`` (nested functions
-    included)."""
-    counts = {}
-
-    def walk(graph):
-        for op in graph.get_operations():
-            counts[op.type] = counts.get(op.type, 0) + 1
-            if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
-                nested = graph._get_function(op.get_attr("f").name)
-                if nested is not None and hasattr(nested, "graph"):
-                    walk(nested.graph)
-
-    walk(function.get_concrete_function(x).graph)
-    return counts
-
-
 def bench(args, jits, modes):
     import keras
     import numpy as np
@@ -179,7 +162,7 @@ def bench(args, jits, modes):
                 steps[label]["inference"][jit] = lambda f=infer: f(x).numpy()
             if "training" in steps[label]:
                 steps[label]["training"][jit] = train
-        record["inference_graph_ops"][label] = op_counts(
+        record["inference_graph_ops"][label] = graph_op_counts(
             tf.function(lambda batch, m=model: m(batch, training=False)), x
         )
     kapps_ops, hub_ops = (record["inference_graph_ops"][label] for label in LABELS)
