@@ -183,7 +183,8 @@ def train_sentencepiece(texts, vocabulary_size, path=None, *, model_type="unigra
 
     Args:
         texts: an iterable of sentences (both languages for a shared vocabulary).
-        vocabulary_size: pieces in all, the four special tokens included.
+        vocabulary_size: pieces in all, the four special tokens included; a small text may
+            give fewer (the model's ``vocabulary_size()`` says how many).
         path: optional file to write the model proto to (written atomically).
         model_type: ``"unigram"`` (default, Kudo 2018) or ``"bpe"``.
         character_coverage: share of characters covered by single pieces (1.0 keeps every
@@ -210,7 +211,7 @@ def train_sentencepiece(texts, vocabulary_size, path=None, *, model_type="unigra
         pad_id=PAD_ID, unk_id=UNK_ID, bos_id=START_ID, eos_id=END_ID,
         pad_piece=SPECIAL_TOKENS[PAD_ID], unk_piece=SPECIAL_TOKENS[UNK_ID],
         bos_piece=SPECIAL_TOKENS[START_ID], eos_piece=SPECIAL_TOKENS[END_ID],
-        num_threads=os.cpu_count() or 1, minloglevel=2,
+        num_threads=os.cpu_count() or 1, minloglevel=2, hard_vocab_limit=False,
     )
     proto = buffer.getvalue()
     if path is not None:
