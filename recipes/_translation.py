@@ -210,6 +210,45 @@ def evaluate_and_export(model, history, test, tokenizer, out, args, *, title, ex
     return metrics
 
 
+def run(args, *, recipe, title, build, config, start):
+    """A whole training run, shared by both recipes: strategy, pairs, vocabulary, batches,
+    ``build(vocabulary_size, steps_per_epoch)`` (called inside ``strategy.scope()``, returns
+    the compiled model), resumable fit, BLEU, exports and pictures. Returns the metrics."""
+    from kapps import training
+    from recipes._common import setup
+
+    strategy, batch, out, chief = setup(args)
+    train, val, test, data_name = load_pairs(args)
+    tokenizer = vocabulary(args, train, out)
+    train_ds, val_ds, steps = datasets(args, train, val, tokenizer, batch)
+    with strategy.scope():
+        model = build(tokenizer.vocabulary_size(), steps)
+    history = training.fit(model, train_ds, val_ds, epochs=args.epochs, steps_per_epoch=steps, out_dir=out, monitor="val_loss")
+    train_seconds = time.time() - start
+    if not chief:
+        return {}
+    metrics = evaluate_and_export(
+        model, history, test, tokenizer, out, args, title=title,
+        extra={
+            "recipe": recipe, "quick": args.quick, "data": data_name,
+            "pairs": {"train": len(train), "val": len(val), "test": len(test)},
+            "config": {k: getattr(args, k) for k in config},
+            "vocabulary": tokenizer.vocabulary_size(), "params": model.count_params(),
+            "epochs": len(history.epoch), "steps_per_epoch": steps, "global_batch_size": batch,
+            "replicas": strategy.num_replicas_in_sync, "strategy": args.strategy,
+            "train_seconds": round(train_seconds, 1),
+        },
+    )
+    metrics["wall_seconds"] = round(time.time() - start, 1)
+    tflite = metrics["tflite_translator"]
+    write_metrics(
+        metrics, out,
+        f"{title}, {data_name}: BLEU {metrics['bleu']['greedy']:.2f} greedy on {metrics['test_sentences']} "
+        f"held-out sentences; TFLite translator identical on {tflite['identical_to_keras_greedy']}/{tflite['checked']}",
+    )
+    return metrics
+
+
 def write_metrics(metrics, out, headline):
     """Write ``metrics.json`` and print ``headline`` with the wall time."""
     with open(os.path.join(out, "metrics.json"), "w") as f:

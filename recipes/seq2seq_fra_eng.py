@@ -25,7 +25,7 @@ Multi30k (Elliott et al. 2016) from https://github.com/multi30k/dataset.
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser
 from recipes._translation import add_translation_flags, check_translation_args
 
 RECIPE = "seq2seq_fra_eng"
@@ -63,52 +63,28 @@ def main(argv=None):
         args.beam_sentences, args.tflite_sentences = min(args.beam_sentences, 8), min(args.tflite_sentences, 8)
     import keras
 
-    from kapps import training
     from kapps.losses import WeightedSparseCategoricalCrossentropy
     from kapps.models.sequence.seq2seq import seq2seq_attention
-    from recipes._translation import datasets, evaluate_and_export, load_pairs, token_metrics, vocabulary, write_metrics
+    from recipes._translation import run, token_metrics
 
-    strategy, batch, out, chief = setup(args)
-    train, val, test, data_name = load_pairs(args)
-    tokenizer = vocabulary(args, train, out)
-    train_ds, val_ds, steps = datasets(args, train, val, tokenizer, batch)
-
-    with strategy.scope():
-        vocab = tokenizer.vocabulary_size()
+    def build(vocabulary_size, steps_per_epoch):
         model = seq2seq_attention(
-            source_vocab_size=vocab, target_vocab_size=vocab, embedding_dim=args.embedding_dim,
+            source_vocab_size=vocabulary_size, target_vocab_size=vocabulary_size, embedding_dim=args.embedding_dim,
             units=args.units, attention_units=args.units, attention=args.attention,
             dropout=args.dropout, name="seq2seq_fra_eng",
         )
-        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
+        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps_per_epoch)
         model.compile(
             optimizer=keras.optimizers.Adam(schedule, global_clipnorm=args.clipnorm),
             loss=WeightedSparseCategoricalCrossentropy(ignore_class=0, from_logits=True),
             weighted_metrics=token_metrics(), jit_compile=args.jit_compile,
         )
-    history = training.fit(model, train_ds, val_ds, epochs=args.epochs, steps_per_epoch=steps, out_dir=out, monitor="val_loss")
-    train_seconds = time.time() - start
-    if not chief:
-        return {}
-    metrics = evaluate_and_export(
-        model, history, test, tokenizer, out, args, title="Seq2Seq with attention",
-        extra={
-            "recipe": RECIPE, "quick": args.quick, "data": data_name,
-            "pairs": {"train": len(train), "val": len(val), "test": len(test)},
-            "config": {k: getattr(args, k) for k in ("embedding_dim", "units", "attention", "dropout", "learning_rate", "clipnorm", "max_length")},
-            "vocabulary": tokenizer.vocabulary_size(), "params": model.count_params(),
-            "epochs": len(history.epoch), "steps_per_epoch": steps, "global_batch_size": batch,
-            "replicas": strategy.num_replicas_in_sync, "strategy": args.strategy,
-            "train_seconds": round(train_seconds, 1),
-        },
+        return model
+
+    return run(
+        args, recipe=RECIPE, title=f"Seq2Seq ({args.attention} attention)", build=build, start=start,
+        config=("embedding_dim", "units", "attention", "dropout", "learning_rate", "clipnorm", "max_length"),
     )
-    metrics["wall_seconds"] = round(time.time() - start, 1)
-    write_metrics(
-        metrics, out,
-        f"Seq2Seq ({args.attention} attention), {data_name}: BLEU {metrics['bleu']['greedy']:.2f} greedy on {metrics['test_sentences']} held-out sentences; "
-        f"TFLite translator identical on {metrics['tflite_translator']['identical_to_keras_greedy']}/{metrics['tflite_translator']['checked']}",
-    )
-    return metrics
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import argparse
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser
 from recipes._translation import add_translation_flags, check_translation_args
 
 RECIPE = "transformer_fra_eng"
@@ -83,16 +83,11 @@ def main(argv=None):
     from kapps import training
     from kapps.losses import WeightedSparseCategoricalCrossentropy
     from kapps.models.sequence.transformer import transformer
-    from recipes._translation import datasets, evaluate_and_export, load_pairs, token_metrics, vocabulary, write_metrics
+    from recipes._translation import run, token_metrics
 
-    strategy, batch, out, chief = setup(args)
-    train, val, test, data_name = load_pairs(args)
-    tokenizer = vocabulary(args, train, out)
-    train_ds, val_ds, steps = datasets(args, train, val, tokenizer, batch)
-
-    with strategy.scope():
+    def build(vocabulary_size, steps_per_epoch):
         model = transformer(
-            vocab_size=tokenizer.vocabulary_size(), hidden_dim=args.hidden_dim, num_layers=args.layers,
+            vocab_size=vocabulary_size, hidden_dim=args.hidden_dim, num_layers=args.layers,
             num_heads=args.heads, mlp_dim=args.mlp_dim, dropout=args.dropout, norm_first=args.norm_first,
             name="transformer_fra_eng",
         )
@@ -102,29 +97,12 @@ def main(argv=None):
             loss=WeightedSparseCategoricalCrossentropy(ignore_class=0, label_smoothing=args.label_smoothing, from_logits=True),
             weighted_metrics=token_metrics(), jit_compile=args.jit_compile,
         )
-    history = training.fit(model, train_ds, val_ds, epochs=args.epochs, steps_per_epoch=steps, out_dir=out, monitor="val_loss")
-    train_seconds = time.time() - start
-    if not chief:
-        return {}
-    metrics = evaluate_and_export(
-        model, history, test, tokenizer, out, args, title="Transformer",
-        extra={
-            "recipe": RECIPE, "quick": args.quick, "data": data_name,
-            "pairs": {"train": len(train), "val": len(val), "test": len(test)},
-            "config": {k: getattr(args, k) for k in ("hidden_dim", "layers", "heads", "mlp_dim", "dropout", "label_smoothing", "warmup_steps", "lr_scale", "norm_first", "max_length")},
-            "vocabulary": tokenizer.vocabulary_size(), "params": model.count_params(),
-            "epochs": len(history.epoch), "steps_per_epoch": steps, "global_batch_size": batch,
-            "replicas": strategy.num_replicas_in_sync, "strategy": args.strategy,
-            "train_seconds": round(train_seconds, 1),
-        },
+        return model
+
+    return run(
+        args, recipe=RECIPE, title="Transformer", build=build, start=start,
+        config=("hidden_dim", "layers", "heads", "mlp_dim", "dropout", "label_smoothing", "warmup_steps", "lr_scale", "norm_first", "max_length"),
     )
-    metrics["wall_seconds"] = round(time.time() - start, 1)
-    write_metrics(
-        metrics, out,
-        f"Transformer, {data_name}: BLEU {metrics['bleu']['greedy']:.2f} greedy on {metrics['test_sentences']} held-out sentences; "
-        f"TFLite translator identical on {metrics['tflite_translator']['identical_to_keras_greedy']}/{metrics['tflite_translator']['checked']}",
-    )
-    return metrics
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The seq2seq translation recipe: its quick path on real Tatoeba pairs (vocabulary, training,
-BLEU, the TFLite translator checked against Keras, pictures, --translate) and clear errors for
-bad flags."""
+"""The two translation recipes (Seq2Seq with attention, the Transformer): their quick paths on
+real Tatoeba pairs (vocabulary, training, BLEU, the TFLite translator checked against Keras,
+pictures, --translate), Multi30k by flag, and clear errors for bad flags."""
 
+import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -9,7 +11,9 @@ import sys
 import keras
 import pytest
 
-from recipes import seq2seq_fra_eng as recipe
+from recipes import _translation
+
+RECIPES = ["seq2seq_fra_eng", "transformer_fra_eng"]
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +24,9 @@ def fra_txt(data_dir):
     return path
 
 
-def test_quick_run_writes_every_output_and_translates(fra_txt, tmp_path, restore_global_state):
+@pytest.mark.parametrize("name", RECIPES)
+def test_quick_run_writes_every_output_and_translates(name, fra_txt, tmp_path, restore_global_state):
+    recipe = importlib.import_module(f"recipes.{name}")
     out = tmp_path / "run"
     metrics = recipe.main(["--quick", "--data", str(fra_txt), "--out", str(out)])
     for name in ("model.keras", "saved_model/saved_model.pb", "translator.tflite",
@@ -39,19 +45,19 @@ def test_quick_run_writes_every_output_and_translates(fra_txt, tmp_path, restore
     assert len(again["translations"]) == 2 and all(isinstance(t, str) for t in again["translations"])
 
 
+@pytest.mark.parametrize("name", RECIPES)
 @pytest.mark.parametrize(
     "argv, fragment",
     [
         (["--data", "no/such/fra.txt"], "--data='no/such/fra.txt' is not a file"),
         ([], "one of --data FILE (fra.txt) or --multi30k FOLDER is required"),
-        (["--vocab-size", "4", "--data", "DATA"], "--vocab-size=4 is not allowed"),
         (["--epochs", "0", "--data", "DATA"], "--epochs=0 is not allowed"),
     ],
 )
-def test_bad_flags_are_one_line_errors(argv, fragment, tmp_path, fra_txt):
+def test_bad_flags_are_one_line_errors(name, argv, fragment, tmp_path, fra_txt):
     argv = [str(fra_txt) if a == "DATA" else a for a in argv]
     result = subprocess.run(
-        [sys.executable, "-m", "recipes.seq2seq_fra_eng", *argv, "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", f"recipes.{name}", *argv, "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -59,6 +65,21 @@ def test_bad_flags_are_one_line_errors(argv, fragment, tmp_path, fra_txt):
     assert not (tmp_path / "out").exists()
 
 
-def test_translate_without_an_export_says_so(tmp_path):
+@pytest.mark.parametrize("name", RECIPES)
+def test_translate_without_an_export_says_so(name, tmp_path):
+    recipe = importlib.import_module(f"recipes.{name}")
     with pytest.raises(SystemExit, match="no translator.tflite"):
         recipe.main(["--translate", "Hello!", "--out", str(tmp_path / "empty")])
+
+
+def test_multi30k_by_flag(data_dir):
+    folder = data_dir / "multi30k"
+    if not folder.is_dir():
+        pytest.skip(f"Multi30k not found at {folder}")
+    args = argparse.Namespace(multi30k=str(folder), data=None, reverse=False, quick=False)
+    train, val, test, name = _translation.load_pairs(args)
+    assert (len(train), len(val), len(test)) == (29_000, 1_014, 1_000)
+    assert name == "Multi30k (test_2016_flickr), English to French"
+    args.reverse, args.quick = True, True
+    train, val, test, name = _translation.load_pairs(args)
+    assert (len(train), len(val), len(test)) == (256, 32, 24) and name.endswith("French to English")
