@@ -50,6 +50,15 @@ _MASKED_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
 _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
 
 
+def _keras_mask(tensor):
+    """The Keras mask a tensor carries (``None`` for none)."""
+    try:
+        from keras.src.backend import get_keras_mask
+    except ImportError:  # older Keras 3
+        return getattr(tensor, "_keras_mask", None)
+    return get_keras_mask(tensor)
+
+
 def _check_class_weights(class_weights):
     if class_weights is None:
         return None
@@ -174,6 +183,13 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
             )
         self.label_smoothing = float(label_smoothing)
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # A prediction that carries a Keras mask (e.g. Seq2Seq logits masked at target
+        # padding) is already divided by its count of unmasked entries in Keras' reduction;
+        # dividing by the non-ignored count here as well would count the padding share twice.
+        self._keras_masked = _keras_mask(y_pred) is not None
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
     def call(self, y_true, y_pred):
         y_pred = ops.convert_to_tensor(y_pred, self.dtype)
         labels = _sparse_labels(y_true, y_pred)
@@ -202,7 +218,7 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
             losses = losses * ops.cast(ops.take(weights, safe), losses.dtype)
         valid = ops.cast(valid, losses.dtype)
         losses = losses * valid
-        if self.reduction in _MASKED_MEAN_REDUCTIONS:
+        if self.reduction in _MASKED_MEAN_REDUCTIONS and not getattr(self, "_keras_masked", False):
             # Keras divides the sum by the number of pixels; scale so that it divides by the
             # number of labelled pixels instead (what Keras' own ignore_class does via masks).
             total = ops.cast(ops.size(valid), losses.dtype)

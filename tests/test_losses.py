@@ -307,3 +307,20 @@ def test_label_smoothing_survives_get_config():
     loss = losses.WeightedSparseCategoricalCrossentropy(ignore_class=0, label_smoothing=0.1)
     again = losses.WeightedSparseCategoricalCrossentropy.from_config(loss.get_config())
     assert again.label_smoothing == 0.1 and again.ignore_class == 0
+
+
+def test_predictions_with_a_keras_mask_are_not_normalised_twice():
+    # Embedding(mask_zero=True) makes the logits carry the padding mask, as Seq2Seq's do;
+    # the loss must still be the mean over real tokens, not inflated by the padding share
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32")
+    logits = keras.layers.Dense(6)(keras.layers.Embedding(6, 4, mask_zero=True)(tokens))
+    model = keras.Model(tokens, logits)
+    loss = losses.WeightedSparseCategoricalCrossentropy(ignore_class=0, from_logits=True)
+    model.compile("sgd", loss)
+    ids = np.array([[3, 4, 0, 0], [5, 2, 1, 0]], "int32")
+    scores = np.asarray(model(ids))
+    log_probs = scores - np.log(np.exp(scores).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_probs, ids[..., None], -1)[..., 0][ids != 0].mean()
+    np.testing.assert_allclose(model.evaluate(ids, ids, verbose=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss(ids, scores)), expected, rtol=1e-5)  # no mask
