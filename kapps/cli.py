@@ -151,8 +151,12 @@ def _cmd_info(args):
     for key, value in info.items():
         if key in _COUNT_KEYS and isinstance(value, int):
             value = f"{value:,}"
+        elif key == "input_shape" and None in value:
+            value = "token ids of any length"
+        elif key == "flops_input_shape":
+            value = f"{value[0]} source and {value[0]} target tokens"
         elif isinstance(value, tuple):
-            value = " x ".join("any" if v is None else str(v) for v in value)
+            value = " x ".join(str(v) for v in value)
         print(f"{key + ':':<{width + 1}} {value}")
     return 0
 

@@ -176,6 +176,17 @@ def test_info(capsys):
     assert fields["task"] == "classification" and fields["family"] == "VGG"
     assert fields["flops"] == f"{info['flops']:,}"
     assert fields["input_shape"] == "224 x 224 x 3"
+    assert "flops_input_shape" not in fields
+
+
+def test_info_of_sequence_models(capsys):
+    code, out, _ = run_main(capsys, "info", "transformer_base")
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in out.splitlines())}
+    assert code == 0 and fields["params"] == "63,082,496"
+    assert fields["input_shape"] == "token ids of any length"
+    assert fields["flops_input_shape"] == "32 source and 32 target tokens"
+    code, out, _ = run_main(capsys, "info", "seq2seq_attention")
+    assert code == 0 and "n/a (not counted through a recurrent loop)" in out
 
 
 def test_info_unknown_name(capsys):
