@@ -15,8 +15,14 @@ Defaults: 256-wide embeddings and 512 GRU units (the paper: 620 and 1000).
 
 Held-out data, BLEU, TFLite translator, outputs, resuming, ``--translate`` and ``--quick``:
 as ``recipes.transformer_fra_eng`` (the attention picture shows Bahdanau attention weights,
-the paper's Figure 3). Measured with the defaults on a 2-core CPU (see the README for the
-figures and the wall time).
+the paper's Figure 3).
+
+Measured on a 2-core CPU shared with the Transformer recipe's run, with ``--vocab-size 4000
+--embedding-dim 256 --units 256 --epochs 2`` (6.9M parameters, 2 x 1,068 steps of 64 pairs):
+corpus BLEU 25.8 with greedy decoding on the 2,422 held-out English sentences (3,737 pairs,
+every reference used); on the first 500 of them (the shortest: the file is sorted by length)
+beam search (4, alpha 0.6) gives 35.1 against greedy's 28.6. The TFLite translator's ids equal
+the Keras greedy decode's on all 100 sentences checked. 55 minutes of training, 58 in all.
 
 Data: ``fra.txt`` from https://www.manythings.org/anki/fra-eng.zip (Tatoeba, CC-BY 2.0 FR);
 Multi30k (Elliott et al. 2016) from https://github.com/multi30k/dataset.
