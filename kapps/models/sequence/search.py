@@ -189,8 +189,8 @@ def beam_search(
     alpha``. A sentence stops when it has ``beam_size`` finished hypotheses and no live one
     can still beat the worst of them, or at ``max_length``.
 
-    The search runs eagerly (Python bookkeeping around the model's ``step``); greedy search
-    is the one exported to TFLite.
+    The bookkeeping runs in Python around the model's ``step`` (traced once with
+    ``tf.function``); greedy search is the one exported to TFLite.
 
     Args:
         model: a kapps sequence-to-sequence model or a decoder object.
@@ -231,8 +231,10 @@ def beam_search(
     finished = [[] for _ in range(batch)]  # (normalised score, tokens, attention)
     done = np.zeros(batch, bool)
 
+    # one traced step for the whole search: the state's shapes never change
+    step = tf.function(decoder.step, reduce_retracing=True)
     for position in range(max_length):
-        logits, state, weights = decoder.step(
+        logits, state, weights = step(
             tf.constant(previous), tf.constant(position, "int32"), state
         )
         log_probs = tf.nn.log_softmax(tf.cast(logits, "float32"), axis=-1).numpy()
