@@ -18,7 +18,13 @@ its own val and test_2016_flickr files. Reported (``metrics.json``): corpus BLEU
 (``keras_hub.metrics.Bleu``, every reference translation of a sentence used) of greedy
 decoding on all held-out sentences and of beam search (beam 4, length penalty 0.6) on the first
 ``--beam-sentences``; whether the TFLite translator's ids equal the Keras greedy decode's.
-Measured with the defaults on a 2-core CPU (see the README for the figures and the wall time).
+Measured on a 2-core CPU shared with the Seq2Seq recipe's run, with ``--vocab-size 4000
+--epochs 2`` (6.6M parameters, 2 x 1,068 steps of 64 pairs): corpus BLEU 27.2 with greedy
+decoding on the 2,422 held-out English sentences (3,737 pairs, every reference used); on the
+first 500 (the shortest) beam search (4, alpha 0.6) gives 37.9 against greedy's 32.5. The
+TFLite translator's ids equal the Keras greedy decode's on all 100 sentences checked. 64
+minutes of training; decoding the held-out set took another 42 (every step recomputes the
+decoder over the whole 48-token buffer), 107 minutes in all.
 
 Writes ``--out`` (default ``saved_models/transformer_fra_eng/``): ``model.keras``,
 ``saved_model/`` (the teacher-forced model), ``translator.tflite`` (encoder plus greedy
