@@ -27,11 +27,10 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import sys
 import time
 
-from kapps.benchmarking import alternate_rounds, graph_op_counts, op_difference, rate_summary
+from kapps.benchmarking import alternate_rounds, graph_op_counts, mode_summary, op_difference
 
 LABELS = ("kapps", "keras-hub")
 
@@ -172,28 +171,7 @@ def bench(args, jits, modes):
         steps, warmup=args.warmup, repeats=args.repeats, steps_per_round=args.steps
     )
 
-    for mode in modes:
-        entry = record["modes"][mode] = {}
-        for jit in jits:
-            (kapps_rate, hub_rate), ratio, rounds = rate_summary(
-                args.batch_size, times["kapps"][mode][jit], times["keras-hub"][mode][jit]
-            )
-            entry["xla" if jit else "no_xla"] = {
-                "kapps_examples_per_s": kapps_rate,
-                "keras_hub_examples_per_s": hub_rate,
-                "ratio": ratio,
-                "median_round_ratio": statistics.median(rounds),
-                "round_ratios": rounds,
-                "kapps_step_s": times["kapps"][mode][jit],
-                "keras_hub_step_s": times["keras-hub"][mode][jit],
-            }
-        if len(jits) == 2:
-            entry["xla_gain"] = {}
-            for label in LABELS:
-                _, gain, rounds = rate_summary(
-                    args.batch_size, times[label][mode][True], times[label][mode][False]
-                )
-                entry["xla_gain"][label] = {"gain": gain, "round_gains": rounds}
+    record["modes"] = mode_summary(times, args.batch_size, "examples", modes, jits, LABELS)
     if "training" in modes:
         record["last_training_loss"] = {
             label: {("xla" if jit else "no_xla"): loss for jit, loss in losses[label].items()}

@@ -90,3 +90,39 @@ def graph_op_counts(function, *inputs):
 
     walk(function.get_concrete_function(*inputs).graph)
     return counts
+
+
+def mode_summary(times, per_step, unit, modes, jits, labels=("kapps", "keras-hub")):
+    """The JSON record of a side-by-side benchmark, per mode: for each XLA setting both
+    rates (``{unit}_per_s``), their ratio (first label / second), the median and list of
+    per-round ratios and the step times; with both XLA settings also each side's XLA gain.
+
+    ``times[label][mode][jit]`` holds per-round step times; ``per_step`` is the examples (or
+    tokens) one step processes.
+    """
+    first, second = labels
+    keys = [label.replace("-", "_") for label in labels]
+    summary = {}
+    for mode in modes:
+        entry = summary[mode] = {}
+        for jit in jits:
+            (first_rate, second_rate), ratio, rounds = rate_summary(
+                per_step, times[first][mode][jit], times[second][mode][jit]
+            )
+            entry["xla" if jit else "no_xla"] = {
+                f"{keys[0]}_{unit}_per_s": first_rate,
+                f"{keys[1]}_{unit}_per_s": second_rate,
+                "ratio": ratio,
+                "median_round_ratio": statistics.median(rounds),
+                "round_ratios": rounds,
+                f"{keys[0]}_step_s": times[first][mode][jit],
+                f"{keys[1]}_step_s": times[second][mode][jit],
+            }
+        if len(jits) == 2:
+            entry["xla_gain"] = {}
+            for label in labels:
+                _, gain, rounds = rate_summary(
+                    per_step, times[label][mode][True], times[label][mode][False]
+                )
+                entry["xla_gain"][label] = {"gain": gain, "round_gains": rounds}
+    return summary
