@@ -458,3 +458,137 @@ def plot_translation_attention(examples, path, *, columns: int = 2,
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_detections(
+    images,
+    detections,
+    path,
+    *,
+    ground_truths=None,
+    class_names=None,
+    colors=None,
+    score_threshold: float = 0.0,
+    titles=None,
+    title: str | None = None,
+    columns: int = 2,
+) -> str:
+    """Detected boxes over their images, beside the ground truth: predictions are solid
+    boxes labelled with class and score, ground-truth boxes dashed, both coloured by class.
+
+    Args:
+        images: array-like ``(n, height, width, 3)`` (or gray), floats in ``[0, 1]`` or
+            ``uint8``.
+        detections: ``n`` dicts with ``"boxes"`` ``(k, 4)`` in ``rel_xyxy`` (fractions of the
+            width and height), ``"classes"`` ``(k,)`` and ``"scores"`` ``(k,)``; or the batched
+            output of a ``decode=True`` detector (a dict of arrays with ``"num_detections"``),
+            whose padding rows are left out.
+        path: the PNG file to write; parent folders are created.
+        ground_truths: optional ``n`` dicts with ``"boxes"`` ``(m, 4)`` (``rel_xyxy``) and
+            ``"classes"``, or a padded ``(n, m, 5)`` array of ``(x_min, y_min, x_max, y_max,
+            class)`` whose padding rows have class -1 (the training targets).
+        class_names: names shown on the labels and in the legend (``None``: class numbers).
+        colors: RGB triples in ``[0, 1]``, one per class (default ``SEGMENTATION_COLORS``).
+        score_threshold: predictions scoring below it are not drawn.
+        titles: optional ``n`` titles, one per image.
+        title: optional figure title.
+        columns: images per row.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: no images, a number of detections, ground truths or titles that differs
+            from the images, or ``columns`` below 1.
+    """
+    images = np.asarray(images)
+    if len(images) == 0:
+        raise ValueError("no images to plot.")
+    detections = _detection_list(detections, "detections")
+    truths = None if ground_truths is None else _detection_list(ground_truths, "ground_truths")
+    for name, value in (("detections", detections), ("ground_truths", truths), ("titles", titles)):
+        if value is not None and len(value) != len(images):
+            raise ValueError(f"{name} has {len(value)} entries for {len(images)} images; expected one per image.")
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns={columns!r} is not allowed; expected a positive integer.")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
+
+    colors = SEGMENTATION_COLORS[1:] if colors is None else colors
+    name_of = (lambda k: str(class_names[k])) if class_names is not None else str
+    n = len(images)
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    height, width = images.shape[1:3]
+    panel = 4.0
+    fig = _new_figure(columns * panel, rows * (panel * height / width + 0.35) + 0.3 + (0.3 if title else 0))
+    for i in range(n):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        image, cmap, vmax = _display_image(images[i])
+        ax.imshow(image, cmap=cmap, vmin=0, vmax=vmax)
+        layers = [(truths[i], True)] if truths else []
+        for found, dashed in layers + [(detections[i], False)]:
+            for box, cls, score in zip(found["boxes"], found["classes"], found["scores"]):
+                if not dashed and score < score_threshold:
+                    continue
+                x0, y0, x1, y1 = box[0] * width, box[1] * height, box[2] * width, box[3] * height
+                color = colors[int(cls) % len(colors)]
+                ax.add_patch(Rectangle(
+                    (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color,
+                    linewidth=0.9 if dashed else 1.4, linestyle="--" if dashed else "-",
+                ))
+                if not dashed:
+                    ax.text(x0, y0, f"{name_of(int(cls))} {score:.2f}", color="white", fontsize=5,
+                            va="bottom", bbox={"facecolor": color, "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
+        shown = int(np.sum(np.asarray(detections[i]["scores"]) >= score_threshold))
+        label = str(titles[i]) if titles is not None else f"{shown} detections"
+        if truths:
+            label += f", {len(truths[i]['boxes'])} true boxes"
+        ax.set_title(label, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [Line2D([], [], color="0.3", linestyle="-", label="prediction")]
+    if truths:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label="ground truth"))
+    if class_names is not None:
+        handles += [Line2D([], [], color=colors[k % len(colors)], linewidth=3, label=str(name))
+                    for k, name in enumerate(class_names)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return _save(fig, path)
+
+
+def _detection_list(value, name):
+    """Per-image ``{"boxes", "classes", "scores"}`` NumPy dicts from a list of dicts, a
+    batched ``decode=True`` output (cut at ``num_detections``) or padded ``(n, m, 5)``
+    targets (rows with class -1 dropped; scores 1)."""
+    if isinstance(value, dict):
+        counts = np.asarray(value["num_detections"]).reshape(-1)
+        return [
+            {key: np.asarray(value[key][i])[: counts[i]] for key in ("boxes", "classes", "scores")}
+            for i in range(len(counts))
+        ]
+    if not isinstance(value, (list, tuple)):
+        array = np.asarray(value)
+        if array.ndim != 3 or array.shape[-1] != 5:
+            raise ValueError(
+                f"{name} must be a list of dicts, a decode=True output dict or (n, m, 5) padded "
+                f"targets; got an array of shape {array.shape}."
+            )
+        keep = array[..., 4] >= 0
+        return [
+            {"boxes": a[k, :4], "classes": a[k, 4].astype(np.int64), "scores": np.ones(int(k.sum()))}
+            for a, k in zip(array, keep)
+        ]
+    out = []
+    for item in value:
+        boxes = np.asarray(item["boxes"], np.float64).reshape(-1, 4)
+        scores = item.get("scores")
+        out.append({
+            "boxes": boxes,
+            "classes": np.asarray(item["classes"]).reshape(-1),
+            "scores": np.ones(len(boxes)) if scores is None else np.asarray(scores).reshape(-1),
+        })
+    return out

@@ -188,3 +188,40 @@ def test_translation_attention_heatmaps(tmp_path):
         plot_translation_attention([examples[0], (["Go"], ["Va", "!"], np.ones((2, 2)))], tmp_path / "b.png")
     with pytest.raises(ValueError, match="examples=\\[\\]"):
         plot_translation_attention([], tmp_path / "c.png")
+
+
+def test_plot_detections_draws_kept_boxes_where_they_are(tmp_path):
+    images = np.full((2, 40, 60, 3), 0.5, dtype="float32")
+    found = {  # a decode=True output: one real detection per image, one padding row
+        "boxes": np.array([[[0.1, 0.1, 0.4, 0.5], [0, 0, 0, 0]]] * 2, "float32"),
+        "scores": np.array([[0.9, 0.0], [0.2, 0.0]], "float32"),
+        "classes": np.zeros((2, 2), "int32"),
+        "num_detections": np.array([1, 1], "int32"),
+    }
+    red = [(1.0, 0.0, 0.0)]
+    path = plots.plot_detections(images[:1], {k: v[:1] for k, v in found.items()}, tmp_path / "one.png", colors=red)
+    image = _png(tmp_path / "one.png")
+    rows, cols = np.nonzero((image[..., 0] > 0.8) & (image[..., 1] < 0.2) & (image[..., 2] < 0.2))
+    assert path == str(tmp_path / "one.png") and len(rows) > 100
+    # the box sits in the left half and the upper part of the (only) panel
+    assert cols.max() < image.shape[1] * 0.6 and rows.max() < image.shape[0] * 0.7
+    # below the score threshold nothing is drawn; a padded ground truth (class -1 rows) is
+    truth = np.full((2, 3, 5), -1.0, "float32")
+    truth[:, 0] = [0.5, 0.5, 0.9, 0.9, 0]
+    plots.plot_detections(images, found, tmp_path / "two.png", ground_truths=truth, colors=red, score_threshold=0.95)
+    drawn = _red_pixels(_png(tmp_path / "two.png"))
+    plots.plot_detections(images, found, tmp_path / "none.png", colors=red, score_threshold=0.95)
+    assert _red_pixels(_png(tmp_path / "none.png")) == 0 < drawn
+
+
+def test_plot_detections_errors(tmp_path):
+    images = np.zeros((2, 8, 8, 3))
+    found = [{"boxes": [[0, 0, 1, 1]], "classes": [0], "scores": [1.0]}]
+    with pytest.raises(ValueError, match="detections has 1 entries for 2 images"):
+        plots.plot_detections(images, found, tmp_path / "a.png")
+    with pytest.raises(ValueError, match=r"\(n, m, 5\) padded targets; got an array of shape \(2, 4\)"):
+        plots.plot_detections(images, found * 2, tmp_path / "a.png", ground_truths=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="columns=0"):
+        plots.plot_detections(images, found * 2, tmp_path / "a.png", columns=0)
+    with pytest.raises(ValueError, match="no images"):
+        plots.plot_detections(images[:0], [], tmp_path / "a.png")
