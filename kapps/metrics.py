@@ -1,4 +1,4 @@
-"""Segmentation metrics that Keras does not already provide.
+"""Segmentation and detection metrics that Keras does not already provide.
 
 What Keras has, checked on Keras 3.15 and used as is:
 
@@ -30,14 +30,27 @@ Predictions may be scores of shape ``(..., num_classes)`` (softmax, logits: the 
 taken) or, for binary segmentation, one sigmoid channel ``(..., 1)`` (thresholded), or
 integer class ids when ``sparse_y_pred=True``. Labels are integer class ids of the
 prediction's shape without the class axis (a trailing axis of 1 is accepted).
+
+Detection (NumPy, after the model: matching sorts detections across a whole split, which a
+per-batch ``keras.metrics.Metric`` cannot do):
+
+- :func:`evaluate_detections`: Pascal VOC average precision per class and their mean (mAP)
+  at an IoU threshold, all-point (VOC 2010+), 11-point (VOC 2007) or COCO's 101-point
+  interpolation (:func:`average_precision`); checked against pycocotools in the tests.
+- :class:`DetectionEvaluator`: the same, accumulated batch by batch from a ``decode=True``
+  detector's padded outputs and the padded ``(batch, boxes, 5)`` training targets.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
-__all__ = ["DiceCoefficient", "PixelAccuracy", "SegmentationIoU", "per_class_dice", "per_class_iou"]
+__all__ = [
+    "DetectionEvaluator", "DiceCoefficient", "PixelAccuracy", "SegmentationIoU", "average_precision",
+    "evaluate_detections", "per_class_dice", "per_class_iou",
+]
 
 
 def _check_ignore_class(ignore_class):
@@ -378,3 +391,503 @@ class DiceCoefficient(_ConfusionMatrixMetric):
         config = super().get_config()
         config.update(class_id=self.class_id)
         return config
+
+
+# ------------------------------------------------------------------------------------------
+# Object detection: mean average precision (Pascal VOC style), in NumPy.
+#
+# These run after the model, on decoded (post-NMS) detections gathered over a whole split:
+# Pascal VOC matching is sequential over all detections of a class sorted by score across
+# images, so it is not a per-batch sum that a ``keras.metrics.Metric`` variable could hold.
+# Use :class:`DetectionEvaluator` in a loop over ``model.predict`` batches instead.
+
+AP_INTERPOLATIONS = ("all", "11point", "101point")
+
+# The 101 recall thresholds of pycocotools' COCOeval (Params.recThrs), built the same way so the
+# comparisons at each threshold are bit-identical to it.
+_COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+
+
+def average_precision(recall, precision, interpolation="all"):
+    """Area under a precision-recall curve, interpolated as Pascal VOC or COCO do.
+
+    The curve is the one obtained by walking the detections of a class in order of decreasing
+    score: ``recall[i]`` and ``precision[i]`` after the first ``i + 1`` detections (so
+    ``recall`` never decreases). Every rule first replaces precision by its monotone envelope,
+    ``p_interp(r) = max(precision[j] for recall[j] >= r)``, then:
+
+    - ``"all"`` (Pascal VOC 2010 and later, the default): the exact area under the envelope,
+      ``sum((r[i+1] - r[i]) * p_interp(r[i+1]))`` over the points where recall changes, with
+      the curve extended to recall 0 and to recall 1 at precision 0.
+    - ``"11point"`` (Pascal VOC 2007): the mean of ``p_interp(r)`` at ``r = 0, 0.1, ..., 1``
+      (0 where the recall never reaches ``r``).
+    - ``"101point"`` (COCO, as pycocotools' ``COCOeval.accumulate`` computes it): the mean over
+      the 101 thresholds ``r = 0, 0.01, ..., 1`` of the envelope at the first point whose recall
+      is ``>= r`` (``np.searchsorted(..., side="left")``), 0 where the recall never reaches
+      ``r``.
+
+    Args:
+        recall: 1-D array of non-decreasing recalls in ``[0, 1]``.
+        precision: 1-D array of precisions in ``[0, 1]``, the same length as ``recall``.
+        interpolation: ``"all"``, ``"11point"`` or ``"101point"``.
+
+    Returns:
+        The average precision, a Python float in ``[0, 1]``; 0.0 for an empty curve (no
+        detections).
+
+    Raises:
+        ValueError: if the arrays are not 1-D of the same length, hold values outside
+            ``[0, 1]`` (or NaN), if ``recall`` decreases, or if ``interpolation`` is unknown.
+
+    Example:
+        >>> # Detections TP, FP, TP, FP, FP against 3 ground-truth boxes.
+        >>> average_precision([1/3, 1/3, 2/3, 2/3, 2/3], [1, 1/2, 2/3, 1/2, 2/5])  # 1/3 + 2/9
+        0.5555555555555556
+    """
+    _check_interpolation(interpolation)
+    recall = np.asarray(recall, dtype=np.float64)
+    precision = np.asarray(precision, dtype=np.float64)
+    if recall.ndim != 1 or precision.ndim != 1 or recall.shape != precision.shape:
+        raise ValueError(
+            f"recall and precision must be 1-D arrays of the same length; received shapes "
+            f"{recall.shape} and {precision.shape}."
+        )
+    for name, values in (("recall", recall), ("precision", precision)):
+        if not np.all((values >= 0) & (values <= 1)):  # also refuses NaN
+            raise ValueError(f"{name} must hold numbers in [0, 1]; received {values!r}.")
+    if np.any(np.diff(recall) < 0):
+        raise ValueError(
+            "recall must not decrease (the points of a curve in order of decreasing score); "
+            f"received {recall!r}."
+        )
+    if recall.size == 0:
+        return 0.0
+    # Monotone envelope: the best precision at this recall or any higher one.
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    if interpolation == "all":
+        points = np.concatenate([[0.0], recall, [1.0]])
+        values = np.concatenate([[0.0], envelope, [0.0]])
+        # Where recall steps up from points[i] to points[i + 1], the envelope there is
+        # values[i + 1] (it cannot rise to the right, so [0.0] at the end is harmless).
+        steps = np.flatnonzero(points[1:] != points[:-1])
+        return float(np.sum((points[steps + 1] - points[steps]) * values[steps + 1]))
+    if interpolation == "11point":
+        thresholds = np.arange(11) / 10.0  # exactly 0.3 etc., unlike 0.1 * 3
+    else:
+        thresholds = _COCO_RECALL_THRESHOLDS
+    first = np.searchsorted(recall, thresholds, side="left")  # first point with recall >= r
+    reached = first < recall.size
+    sampled = np.where(reached, envelope[np.minimum(first, recall.size - 1)], 0.0)
+    return float(np.mean(sampled))
+
+
+def _check_interpolation(interpolation):
+    if not isinstance(interpolation, str) or interpolation not in AP_INTERPOLATIONS:
+        shown = ", ".join(repr(a) for a in AP_INTERPOLATIONS)
+        raise ValueError(f"interpolation={interpolation!r} is not allowed; expected one of {shown}.")
+    return interpolation
+
+
+def _check_detection_options(num_classes, class_names, iou_threshold, interpolation):
+    """Validate the options shared by :func:`evaluate_detections` and the evaluator; return
+    the class names (default: the class ids) and the threshold as a float."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} is not allowed; expected a positive integer.")
+    num_classes = int(num_classes)
+    if class_names is None:
+        names = list(range(num_classes))
+    else:
+        if isinstance(class_names, str) or not hasattr(class_names, "__len__"):
+            raise ValueError(
+                f"class_names={class_names!r} is not allowed; expected None or a sequence of "
+                f"{num_classes} names."
+            )
+        names = list(class_names)
+        if len(names) != num_classes or len(set(names)) != num_classes:
+            raise ValueError(
+                f"class_names={class_names!r} is not allowed; expected {num_classes} distinct names "
+                f"(one per class, num_classes={num_classes})."
+            )
+    if (
+        isinstance(iou_threshold, bool)
+        or not isinstance(iou_threshold, (int, float, np.floating))
+        or not 0 < iou_threshold <= 1
+    ):
+        raise ValueError(f"iou_threshold={iou_threshold!r} is not allowed; expected a number in (0, 1].")
+    _check_interpolation(interpolation)
+    return num_classes, names, float(iou_threshold)
+
+
+def _class_ids(name, values, num_classes):
+    """Integer class ids from ints or integer-valued floats (``y_true`` stores them as float)."""
+    values = np.asarray(values)
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+        if not np.issubdtype(values.dtype, np.floating) or not np.all(values == np.round(values)):
+            raise ValueError(f"{name} must hold integer class ids; received {values!r}.")
+    ids = values.astype(np.int64)
+    bad = (ids < 0) | (ids >= num_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"{name} holds class ids {sorted(set(ids[bad].tolist()))} outside [0, {num_classes}) "
+            f"(num_classes={num_classes})."
+        )
+    return ids
+
+
+def _boxes(name, values):
+    boxes = np.asarray(values, dtype=np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape [n, 4] (x_min, y_min, x_max, y_max); received {boxes.shape}.")
+    if not np.all(np.isfinite(boxes)):
+        raise ValueError(f"{name} holds non-finite coordinates.")
+    return boxes
+
+
+def _vector(name, values, length, dtype):
+    array = np.asarray(values, dtype=dtype)
+    if array.size == 0:
+        array = array.reshape(0)
+    if array.shape != (length,):
+        raise ValueError(f"{name} must have shape [{length}] (one per box); received {array.shape}.")
+    return array
+
+
+def _parse_image(i, detection, truth, num_classes):
+    """Check one image's detection and ground-truth dicts; return NumPy arrays."""
+    for name, value, keys in (
+        (f"detections[{i}]", detection, ("boxes", "scores", "classes")),
+        (f"ground_truths[{i}]", truth, ("boxes", "classes")),
+    ):
+        if not isinstance(value, dict) or any(k not in value for k in keys):
+            raise ValueError(f"{name} must be a dict with keys {keys}; received {type(value).__name__}"
+                             + (f" with keys {sorted(value)}" if isinstance(value, dict) else "") + ".")
+    det_boxes = _boxes(f"detections[{i}]['boxes']", detection["boxes"])
+    n = len(det_boxes)
+    scores = _vector(f"detections[{i}]['scores']", detection["scores"], n, np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"detections[{i}]['scores'] holds non-finite scores.")
+    det_classes = _class_ids(
+        f"detections[{i}]['classes']", _vector(f"detections[{i}]['classes']", detection["classes"], n, None), num_classes
+    )
+    gt_boxes = _boxes(f"ground_truths[{i}]['boxes']", truth["boxes"])
+    m = len(gt_boxes)
+    gt_classes = _class_ids(
+        f"ground_truths[{i}]['classes']", _vector(f"ground_truths[{i}]['classes']", truth["classes"], m, None), num_classes
+    )
+    difficult = truth.get("difficult")
+    if difficult is None:
+        difficult = np.zeros(m, bool)
+    else:
+        difficult = _vector(f"ground_truths[{i}]['difficult']", difficult, m, bool)
+    return det_boxes, scores, det_classes, gt_boxes, gt_classes, difficult
+
+
+def _pairwise_iou(a, b):
+    """IoU of every box in ``a`` [n, 4] with every box in ``b`` [m, 4], xyxy, as [n, m].
+
+    Continuous coordinates: area = (x_max - x_min) * (y_max - y_min), without the "+1 pixel"
+    of the Pascal VOC devkit's integer pixel boxes (pycocotools has no +1 either)."""
+    a, b = a[:, None, :], b[None, :, :]
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    intersection = width * height
+    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+    union = area_a + area_b - intersection
+    return np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
+
+
+def evaluate_detections(
+    detections, ground_truths, *, num_classes, class_names=None, iou_threshold=0.5, interpolation="all"
+):
+    """Average precision per class and mAP, with Pascal VOC matching.
+
+    For each class, the detections of that class from all images are sorted by decreasing
+    score (ties keep image order, then the order within the image). Each is compared with the
+    ground-truth boxes of its class in its image and assigned to the one with the highest IoU:
+
+    - if that IoU is ``>= iou_threshold`` and the box is marked difficult, the detection is
+      ignored (neither true nor false positive), as in the VOC devkit;
+    - if the IoU is ``>= iou_threshold`` and the box is not yet taken by a higher-scoring
+      detection, it is a true positive and takes the box;
+    - otherwise (IoU too low, no box, or the best box already taken: a duplicate) it is a
+      false positive. Unlike COCO, a detection whose best box is taken does not fall back to
+      its second-best box.
+
+    Recall is over the non-difficult boxes of the class. IoU uses continuous coordinates,
+    ``area = (x_max - x_min) * (y_max - y_min)``, without the devkit's "+1 pixel" convention
+    for integer pixel boxes, so it is the same for relative and absolute boxes. A detection
+    counts at IoU ``>= iou_threshold`` (as pycocotools); the VOC devkit's test is ``>``, which
+    differs only at exact equality.
+
+    Args:
+        detections: one dict per image with ``"boxes"`` ``[n, 4]`` (x_min, y_min, x_max,
+            y_max), ``"scores"`` ``[n]`` and ``"classes"`` ``[n]`` (ints in
+            ``[0, num_classes)``). Any xyxy format works (relative ``rel_xyxy`` or pixels) as
+            long as detections and ground truths use the same one.
+        ground_truths: one dict per image, in the same order, with ``"boxes"`` ``[m, 4]``,
+            ``"classes"`` ``[m]`` and optionally ``"difficult"`` (bool ``[m]``).
+        num_classes: number of classes.
+        class_names: names used as keys of the per-class results (default: the class ids).
+        iou_threshold: the IoU a detection needs with a ground-truth box to match it (0.5 for
+            Pascal VOC's mAP@0.5).
+        interpolation: how precision-recall curves become AP, see :func:`average_precision`
+            (``"all"``: VOC 2010+, ``"11point"``: VOC 2007, ``"101point"``: COCO).
+
+    Returns:
+        A dict with:
+
+        - ``"mAP"``: the mean AP over the classes that have at least one non-difficult
+          ground-truth box (NaN if none has).
+        - ``"ap"``: ``{class_name: AP}``; NaN for a class without ground truth (it has no
+          recall to speak of; it is left out of the mean, as in the VOC devkit and COCO),
+          0.0 for a class with ground truth but no detections.
+        - ``"num_ground_truth"``: ``{class_name: non-difficult boxes}``.
+        - ``"num_detections"``: ``{class_name: detections}`` (all of them, including those
+          ignored because they matched a difficult box).
+        - ``"precision"``, ``"recall"``: ``{class_name: 1-D array}``, the curve after each
+          detection in score order (detections matching difficult boxes left out); recall is
+          NaN for a class without ground truth.
+
+    Raises:
+        ValueError: if the lists differ in length, a dict lacks a key, arrays have the wrong
+            shapes or non-finite values, a class id is outside ``[0, num_classes)``, or an
+            option is invalid.
+
+    Example:
+        >>> result = evaluate_detections(
+        ...     [{"boxes": [[0.1, 0.1, 0.5, 0.5]], "scores": [0.9], "classes": [0]}],
+        ...     [{"boxes": [[0.1, 0.1, 0.5, 0.6]], "classes": [0]}],
+        ...     num_classes=2, class_names=["cell", "platelet"])
+        >>> result["mAP"], result["ap"]
+        (1.0, {'cell': 1.0, 'platelet': nan})
+    """
+    num_classes, names, iou_threshold = _check_detection_options(
+        num_classes, class_names, iou_threshold, interpolation
+    )
+    for name, value in (("detections", detections), ("ground_truths", ground_truths)):
+        if isinstance(value, dict) or not isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"{name} must be a list with one dict per image; received {type(value).__name__} "
+                "(for batched padded arrays use DetectionEvaluator.update)."
+            )
+    if len(detections) != len(ground_truths):
+        raise ValueError(
+            f"detections and ground_truths must have one entry per image each; received "
+            f"{len(detections)} and {len(ground_truths)}."
+        )
+    images = [_parse_image(i, d, g, num_classes) for i, (d, g) in enumerate(zip(detections, ground_truths))]
+
+    result = {"mAP": float("nan")}
+    result.update({key: {} for key in ("ap", "num_ground_truth", "num_detections", "precision", "recall")})
+    for c, name in enumerate(names):
+        # Every detection of class c over all images: (score, image, row in that image's IoU matrix).
+        scores, image_ids, rows, ious, difficult = [], [], [], [], []
+        num_positive = 0
+        for i, (det_boxes, det_scores, det_classes, gt_boxes, gt_classes, gt_difficult) in enumerate(images):
+            det_mask, gt_mask = det_classes == c, gt_classes == c
+            scores.append(det_scores[det_mask])
+            image_ids.append(np.full(int(det_mask.sum()), i))
+            rows.append(np.arange(int(det_mask.sum())))
+            ious.append(_pairwise_iou(det_boxes[det_mask], gt_boxes[gt_mask]))  # (dets, gts) of class c
+            difficult.append(gt_difficult[gt_mask])
+            num_positive += int(np.count_nonzero(~gt_difficult[gt_mask]))
+        scores, image_ids, rows = np.concatenate(scores), np.concatenate(image_ids), np.concatenate(rows)
+        order = np.argsort(-scores, kind="mergesort")  # stable: ties keep image, then row order
+        taken = [np.zeros(len(d), bool) for d in difficult]
+        is_tp = []
+        for k in order:
+            i, row = image_ids[k], rows[k]
+            if ious[i].shape[1] == 0:
+                is_tp.append(False)  # no ground truth of this class in the image
+                continue
+            best = int(np.argmax(ious[i][row]))  # first of equal IoUs
+            if ious[i][row, best] >= iou_threshold:
+                if difficult[i][best]:
+                    continue  # ignored: neither true nor false positive
+                if not taken[i][best]:
+                    taken[i][best] = True
+                    is_tp.append(True)
+                    continue
+            is_tp.append(False)
+        is_tp = np.asarray(is_tp, bool)
+        true_positives = np.cumsum(is_tp).astype(np.float64)
+        false_positives = np.cumsum(~is_tp).astype(np.float64)
+        precision = true_positives / np.maximum(true_positives + false_positives, 1.0)
+        if num_positive:
+            recall = true_positives / num_positive
+            ap = average_precision(recall, precision, interpolation)
+        else:
+            recall = np.full(len(is_tp), np.nan)
+            ap = float("nan")
+        result["ap"][name] = ap
+        result["num_ground_truth"][name] = num_positive
+        result["num_detections"][name] = len(scores)
+        result["precision"][name] = precision
+        result["recall"][name] = recall
+    present = [result["ap"][name] for name in names if result["num_ground_truth"][name] > 0]
+    if present:
+        result["mAP"] = float(np.mean(present))
+    return result
+
+
+def _to_numpy(value):
+    """NumPy arrays, lists and CPU tensors of any backend (they implement ``__array__``)."""
+    return np.asarray(value)
+
+
+class DetectionEvaluator:
+    """Collects detections and ground truth batch by batch; computes mAP at the end.
+
+    Pascal VOC matching sorts all detections of a class over the whole split by score, so the
+    evaluator keeps every image's (few hundred at most) boxes in NumPy and
+    :meth:`result` runs :func:`evaluate_detections` on them. It is not a
+    ``keras.metrics.Metric``: it runs outside the model, on decoded detections.
+
+    Args:
+        num_classes: number of classes.
+        class_names: names used as keys of the per-class results (default: the class ids).
+        iou_threshold: the IoU a detection needs to match a ground-truth box.
+        interpolation: ``"all"`` (VOC 2010+), ``"11point"`` (VOC 2007) or ``"101point"``
+            (COCO), see :func:`average_precision`.
+
+    Call arguments (``update``):
+        detections: the ``decode=True`` model output for a batch, a dict with ``"boxes"``
+            ``[B, K, 4]``, ``"scores"`` ``[B, K]``, ``"classes"`` ``[B, K]`` and
+            ``"num_detections"`` ``[B]`` (rows beyond it are padding; without it every row
+            counts). NumPy arrays or tensors. A list of per-image dicts (as for
+            :func:`evaluate_detections`) is accepted too.
+        ground_truths: ``y_true`` of the batch, ``[B, M, 5]`` rows (x_min, y_min, x_max,
+            y_max, class_id), padding rows with class_id -1; or a list of per-image dicts with
+            ``"boxes"``, ``"classes"`` and optional ``"difficult"``.
+        difficult: optional, with array ``ground_truths``: one bool array per image (a list,
+            or a ``[B, M]`` array), either over the image's real boxes in order or over all
+            ``M`` rows including padding.
+
+    Example:
+        >>> evaluator = DetectionEvaluator(3, class_names=["RBC", "WBC", "Platelets"])
+        >>> for images, y_true in test_ds:
+        ...     evaluator.update(detector.predict_on_batch(images), y_true)
+        >>> result = evaluator.result()
+        >>> result["mAP"], result["ap"]["WBC"]
+    """
+
+    def __init__(self, num_classes, class_names=None, iou_threshold=0.5, interpolation="all"):
+        _check_detection_options(num_classes, class_names, iou_threshold, interpolation)
+        self.num_classes = int(num_classes)
+        self.class_names = None if class_names is None else list(class_names)
+        self.iou_threshold = float(iou_threshold)
+        self.interpolation = interpolation
+        self.reset()
+
+    @property
+    def num_images(self):
+        """Images seen since the last :meth:`reset`."""
+        return len(self._ground_truths)
+
+    def reset(self):
+        """Forget every image seen."""
+        self._detections = []
+        self._ground_truths = []
+
+    def update(self, detections, ground_truths, difficult=None):
+        """Add a batch of images; see the class docstring for the formats.
+
+        Raises:
+            ValueError: if the formats, shapes or batch sizes do not match, or a class id is
+                outside ``[0, num_classes)``.
+        """
+        new_detections = self._split_detections(detections)
+        new_truths = self._split_ground_truths(ground_truths, difficult)
+        if len(new_detections) != len(new_truths):
+            raise ValueError(
+                f"detections and ground_truths hold {len(new_detections)} and {len(new_truths)} "
+                "images; expected the same batch."
+            )
+        # Check now, so that a bad batch fails at its update rather than in result().
+        for i, (d, g) in enumerate(zip(new_detections, new_truths)):
+            _parse_image(self.num_images + i, d, g, self.num_classes)
+        self._detections.extend(new_detections)
+        self._ground_truths.extend(new_truths)
+
+    def result(self):
+        """:func:`evaluate_detections` over every image seen since the last :meth:`reset`."""
+        return evaluate_detections(
+            self._detections,
+            self._ground_truths,
+            num_classes=self.num_classes,
+            class_names=self.class_names,
+            iou_threshold=self.iou_threshold,
+            interpolation=self.interpolation,
+        )
+
+    @staticmethod
+    def _split_detections(detections):
+        if isinstance(detections, (list, tuple)):
+            return [{k: _to_numpy(v) for k, v in d.items()} if isinstance(d, dict) else d for d in detections]
+        if not isinstance(detections, dict) or any(k not in detections for k in ("boxes", "scores", "classes")):
+            raise ValueError(
+                "detections must be a dict with 'boxes' [B, K, 4], 'scores' [B, K], 'classes' [B, K] "
+                f"and 'num_detections' [B], or a list of per-image dicts; received {type(detections).__name__}"
+                + (f" with keys {sorted(detections)}" if isinstance(detections, dict) else "") + "."
+            )
+        boxes = _to_numpy(detections["boxes"])
+        scores = _to_numpy(detections["scores"])
+        classes = _to_numpy(detections["classes"])
+        if boxes.ndim != 3 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:2] or classes.shape != boxes.shape[:2]:
+            raise ValueError(
+                "detections must hold 'boxes' [B, K, 4], 'scores' [B, K] and 'classes' [B, K]; received "
+                f"shapes {boxes.shape}, {scores.shape} and {classes.shape}."
+            )
+        batch, capacity = boxes.shape[:2]
+        if detections.get("num_detections") is None:
+            counts = np.full(batch, capacity)
+        else:
+            counts = _to_numpy(detections["num_detections"]).reshape(-1)
+            if counts.shape != (batch,) or np.any(counts < 0) or np.any(counts > capacity):
+                raise ValueError(
+                    f"detections['num_detections'] must hold {batch} counts in [0, {capacity}]; "
+                    f"received {counts!r}."
+                )
+        return [
+            {"boxes": boxes[b, :n], "scores": scores[b, :n], "classes": classes[b, :n]}
+            for b, n in enumerate(counts.astype(int))
+        ]
+
+    @staticmethod
+    def _split_ground_truths(ground_truths, difficult):
+        if isinstance(ground_truths, (list, tuple)) and (not ground_truths or isinstance(ground_truths[0], dict)):
+            if difficult is not None:
+                raise ValueError(
+                    "difficult is for batched y_true arrays; with per-image dicts put a 'difficult' "
+                    "entry in each dict."
+                )
+            return [{k: _to_numpy(v) for k, v in g.items()} if isinstance(g, dict) else g for g in ground_truths]
+        y_true = _to_numpy(ground_truths)
+        if y_true.ndim != 3 or y_true.shape[-1] != 5:
+            raise ValueError(
+                "ground_truths must be y_true [B, M, 5] (x_min, y_min, x_max, y_max, class_id; padding "
+                f"rows -1) or a list of per-image dicts; received shape {y_true.shape}."
+            )
+        if difficult is not None and len(difficult) != len(y_true):
+            raise ValueError(
+                f"difficult must hold one entry per image ({len(y_true)}); received {len(difficult)}."
+            )
+        images = []
+        for b, rows in enumerate(y_true):
+            real = rows[:, 4] != -1
+            image = {"boxes": rows[real, :4], "classes": rows[real, 4]}
+            if difficult is not None:
+                flags = np.asarray(_to_numpy(difficult[b]), bool).reshape(-1)
+                if flags.shape[0] == rows.shape[0]:
+                    flags = flags[real]
+                elif flags.shape[0] != int(real.sum()):
+                    raise ValueError(
+                        f"difficult[{b}] has {flags.shape[0]} flags; expected one per real box "
+                        f"({int(real.sum())}) or per row ({rows.shape[0]})."
+                    )
+                image["difficult"] = flags
+            images.append(image)
+        return images
