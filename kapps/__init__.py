@@ -7,7 +7,8 @@ The public face:
 - ``kapps.info(name)``: task, family, paper, canonical input shape, parameter count
   (and the published figure it is checked against) and FLOPs per example.
 - Submodules ``layers``, ``models``, ``export``, ``data``, ``training``, ``losses``,
-  ``metrics``, ``inference`` (tiled prediction), loaded on first use
+  ``metrics``, ``inference`` (tiled prediction), ``boxes`` (box formats, IoU, non-max
+  suppression, anchor clustering), loaded on first use
   so that ``import kapps`` (and ``kapps list``) does not pay for importing TensorFlow.
 """
 
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "layers", "models", "export", "data", "training", "testing", "plots", "flops",
-    "losses", "metrics", "inference", "benchmarking",
+    "losses", "metrics", "inference", "benchmarking", "boxes",
 )
 
 __all__ = ["build", "info", "list_models", "__version__", *_SUBMODULES]

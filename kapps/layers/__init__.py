@@ -14,6 +14,7 @@ from kapps.layers.bit import BiTBottleneck
 from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
 from kapps.layers.embedding import SharedEmbedding
+from kapps.layers.detection import NonMaxSuppression
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
 from kapps.layers.interpolation import BilinearResize2D
@@ -60,6 +61,7 @@ __all__ = [
     "LSTMCell",
     "LuongAttention",
     "Maxout",
+    "NonMaxSuppression",
     "RNN",
     "SharedEmbedding",
     "SimpleRNNCell",
