@@ -19,7 +19,13 @@ Sources (one module per kind of source; new formats go beside these):
   (:func:`multi30k`), a shared SentencePiece vocabulary (:func:`train_sentencepiece`,
   :func:`sentencepiece_tokenizer`) and batches of token ids (:func:`translation_dataset`).
 
-Planned beside them: Pascal VOC folders (detection) and plain text (language modelling).
+- ``kapps.data.voc``: Pascal VOC folders (:func:`load_voc`: ``JPEGImages``, ``Annotations``,
+  ``ImageSets/Main``; degenerate boxes dropped, boxes outside the image clipped, both counted
+  and logged), TFDS ``voc/2007`` (:func:`voc_tfds`), and detection batches of images and
+  padded ``rel_xyxy`` box targets (:func:`detection_dataset`) with augmentation that moves the
+  boxes with the image (:func:`detection_augmentation`) and multi-scale batches.
+
+Planned beside them: plain text (language modelling).
 
 Pipeline: :func:`prepare` (map, cache, shuffle, batch, augment, prefetch) and
 :func:`image_augmentation` (Keras preprocessing layers applied in ``tf.data``).
@@ -62,7 +68,28 @@ from kapps.data.translation import (
     translation_dataset,
 )
 
+from kapps.data.voc import (
+    VOC_CLASSES,
+    VOC_YEARS,
+    VocStats,
+    box_sizes,
+    detection_augmentation,
+    detection_dataset,
+    load_voc,
+    read_voc_annotation,
+    voc_tfds,
+)
+
 __all__ = [
+    "VOC_CLASSES",
+    "VOC_YEARS",
+    "VocStats",
+    "box_sizes",
+    "detection_augmentation",
+    "detection_dataset",
+    "load_voc",
+    "read_voc_annotation",
+    "voc_tfds",
     "AUTOTUNE",
     "END_ID",
     "PAD_ID",
