@@ -1,5 +1,5 @@
-"""Segmentation and sequence losses that Keras does not already provide, and the U-Net paper's
-weight map.
+"""Segmentation, sequence and detection losses that Keras does not already provide, and the
+U-Net paper's weight map.
 
 What Keras has (3.15) and where it stops:
 
@@ -19,6 +19,9 @@ Added here (``keras.losses.Loss`` subclasses, registered as ``kapps>...``):
   with class weights and an ignored label.
 - :func:`unet_weight_map`: the per-pixel weight map of Ronneberger et al. 2015, eq. 2,
   computed once per training mask in NumPy.
+- :class:`YOLOv1Loss` and :class:`YOLOv2Loss`: the YOLO papers' sum-squared losses, with
+  objects assigned to predictors inside the loss from padded ``(batch, boxes, 5)`` targets
+  (see the section before them).
 
 Per-pixel weights in training (checked on Keras 3.15): ``model.fit`` passes a
 ``sample_weight`` of shape ``(batch, height, width)`` through to the loss for a
@@ -44,7 +47,9 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["DiceLoss", "WeightedSparseCategoricalCrossentropy", "unet_weight_map"]
+__all__ = [
+    "DiceLoss", "WeightedSparseCategoricalCrossentropy", "YOLOv1Loss", "YOLOv2Loss", "unet_weight_map",
+]
 
 _MASKED_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
 _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
@@ -409,3 +414,408 @@ def unet_weight_map(mask, w0=10.0, sigma=5.0, class_balance=True, *, object_labe
     border = w0 * np.exp(-((d1 + d2) ** 2) / (2.0 * sigma**2))
     weights += np.where(objects, 0.0, border)
     return weights.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# YOLO detection losses (Redmon et al. 2016; Redmon & Farhadi 2017)
+# --------------------------------------------------------------------------------------------
+#
+# Both take the padded targets of ``kapps.boxes``' conventions, ``y_true`` ``(batch, M, 5)`` =
+# (x_min, y_min, x_max, y_max, class_id) in ``rel_xyxy`` with padding rows of -1, and the raw
+# grid as ``y_pred``. Objects are assigned to predictors inside the loss, in the graph, from
+# ``y_pred``'s dynamic grid size, so one loss serves every input size (multi-scale training).
+# A row is an object when its class is >= 0 and its box has a positive width and height; other
+# rows are ignored. Each loss returns one value per image (the sum of its terms), which Keras'
+# default reduction averages over the batch: the losses are normalised by the batch size.
+
+
+def _check_weight(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}={value!r} is not allowed; expected a finite number >= 0.")
+    return float(value)
+
+
+def _yolo_objects(y_true):
+    """Split padded targets ``(batch, M, 5)``: a dict of ``corners`` ``(batch, M, 4)`` (zeros
+    for non-objects), centre ``cx, cy`` and size ``w, h`` ``(batch, M)`` (0.5, 0.5, 1, 1 for
+    non-objects, so no NaN reaches the sums), ``classes`` int32 (0 for non-objects) and
+    ``valid`` float ``(batch, M)``."""
+    y_true = ops.cast(y_true, "float32")
+    x0, y0, x1, y1, label = (y_true[..., i] for i in range(5))
+    valid = ops.logical_and(ops.logical_and(label >= 0, x1 > x0), y1 > y0)
+    fill = lambda value, other: ops.where(valid, value, other)  # noqa: E731
+    return {
+        "corners": ops.where(valid[..., None], y_true[..., :4], 0.0),
+        "cx": fill((x0 + x1) / 2, 0.5),
+        "cy": fill((y0 + y1) / 2, 0.5),
+        "w": fill(x1 - x0, 1.0),
+        "h": fill(y1 - y0, 1.0),
+        "classes": ops.cast(fill(label, 0.0), "int32"),
+        "valid": ops.cast(valid, "float32"),
+    }
+
+
+def _yolo_assign(slot, valid, num_slots, keep):
+    """One object per predictor slot: ``(batch, M)`` slot indices of the objects ->
+    ``(batch, M, num_slots)`` 0/1 assignment. Where several objects fall on one slot, the one
+    with the lowest row index in ``y_true`` (``keep="first"``) or the highest (``"last"``)
+    takes it; the others are not assigned at all."""
+    hits = ops.cast(ops.equal(slot[..., None], ops.arange(num_slots, dtype="int32")), "float32")
+    hits = hits * valid[..., None]  # (batch, M, slots)
+    if keep == "first":
+        count = ops.cumsum(hits, axis=1)  # objects so far on each slot, in row order
+    else:
+        count = ops.flip(ops.cumsum(ops.flip(hits, axis=1), axis=1), axis=1)
+    return hits * ops.cast(ops.equal(count, 1.0), "float32")
+
+
+def _cell_index(centre, cells):
+    """Column (or row) of the cell containing ``centre`` on a grid of ``cells`` (clipped to the
+    grid for centres on or outside the image border), as float32."""
+    cells = ops.cast(cells, "float32")
+    return ops.clip(ops.floor(centre * cells), 0.0, cells - 1.0)
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class YOLOv1Loss(keras.losses.Loss):
+    """YOLOv1's sum-squared loss (Redmon et al. 2016, equation 3).
+
+    Assignment (section 2.2): the cell containing an object's centre is responsible for it;
+    among the cell's B predictors, the one whose current box has the highest IoU with the
+    object is responsible (when no predictor overlaps it, the one with the smallest root mean
+    squared error of (x, y, w, h), as Darknet's detection layer does). When the centres of two
+    objects fall in one cell, the cell keeps the first one in ``y_true``'s row order and the
+    other is not trained (Darknet's data loader also keeps the first box of a cell). Per image,
+    with ``1_ij`` the responsible predictors and ``1_i`` the cells holding an object:
+
+    - coordinates: ``lambda_coord * sum 1_ij [(x - x*)^2 + (y - y*)^2 + (sqrt_w - sqrt(w*))^2
+      + (sqrt_h - sqrt(h*))^2]``, with ``x*, y*`` the centre's offsets in its cell and
+      ``w*, h*`` the size as fractions of the image (the network predicts square roots);
+    - confidence: ``sum 1_ij (C - IoU)^2`` (target: the IoU of the predicted box with the
+      object, not back-propagated; 1 with ``rescore=False``), and
+      ``lambda_noobj * sum (1 - 1_ij) C^2`` over every other predictor;
+    - classes: ``sum 1_i sum_c (p(c) - 1[c = class*])^2``.
+
+    The per-image sum is averaged over the batch (Keras' reduction). The raw layout is that
+    of ``kapps.layers.YOLOv1Decode``: per cell B boxes ``(x, y, sqrt_w, sqrt_h, C)``, then C
+    class probabilities, all linear outputs.
+
+    Args:
+        grid_size: S (7).
+        boxes_per_cell: B (2).
+        num_classes: C (20).
+        lambda_coord: weight of the coordinate errors (5).
+        lambda_noobj: weight of the confidence of predictors without an object (0.5).
+        rescore: confidence target IoU (the paper, and Darknet's ``rescore=1``) or 1.
+        reduction: Keras reduction of the per-image losses.
+        name: loss name.
+        dtype: dtype of the loss computations.
+
+    Call arguments:
+        y_true: ``(batch, M, 5)`` padded targets, ``rel_xyxy`` and class id (-1 rows: padding).
+        y_pred: ``(batch, S, S, 5 B + C)`` raw predictions.
+
+    Example:
+        >>> model = kapps.build("yolov1")
+        >>> model.compile("adam", loss=YOLOv1Loss(grid_size=7, boxes_per_cell=2, num_classes=20))
+
+    Raises:
+        ValueError: for bad arguments; at call time, a ``y_pred`` whose last axis is not
+            ``5 B + C``.
+    """
+
+    def __init__(
+        self,
+        grid_size=7,
+        boxes_per_cell=2,
+        num_classes=20,
+        lambda_coord=5.0,
+        lambda_noobj=0.5,
+        rescore=True,
+        reduction="sum_over_batch_size",
+        name="yolov1_loss",
+        dtype=None,
+    ):
+        from kapps._checks import check_positive_int
+
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.grid_size = check_positive_int("grid_size", grid_size)
+        self.boxes_per_cell = check_positive_int("boxes_per_cell", boxes_per_cell)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.lambda_coord = _check_weight("lambda_coord", lambda_coord)
+        self.lambda_noobj = _check_weight("lambda_noobj", lambda_noobj)
+        if not isinstance(rescore, bool):
+            raise ValueError(f"rescore={rescore!r} is not allowed; expected True or False.")
+        self.rescore = rescore
+
+    def terms(self, y_true, y_pred):
+        """The loss's terms per image: a dict of ``(batch,)`` tensors ``"coord"``,
+        ``"object"`` (confidence of responsible predictors), ``"no_object"`` and ``"class"``
+        (already weighted; ``call`` returns their sum)."""
+        from kapps.boxes import elementwise_iou
+        from kapps.layers.yolo import yolov1_boxes
+
+        s, b, c = self.grid_size, self.boxes_per_cell, self.num_classes
+        channels = b * 5 + c
+        if y_pred.shape[-1] is not None and y_pred.shape[-1] != channels:
+            raise ValueError(
+                f"y_pred has shape {tuple(y_pred.shape)}; YOLOv1Loss(boxes_per_cell={b}, "
+                f"num_classes={c}) expects (batch, {s}, {s}, {channels})."
+            )
+        y_pred = ops.cast(y_pred, "float32")
+        t = _yolo_objects(y_true)
+        col, row = _cell_index(t["cx"], s), _cell_index(t["cy"], s)
+        assign = _yolo_assign(ops.cast(row * s + col, "int32"), t["valid"], s * s, "first")
+        has_object = ops.sum(assign, axis=1)  # (batch, S * S)
+        features = ops.concatenate(
+            [
+                ops.stack(
+                    [t["cx"] * s - col, t["cy"] * s - row, ops.sqrt(t["w"]), ops.sqrt(t["h"])], axis=-1
+                ),
+                t["corners"],
+                ops.one_hot(t["classes"], c),
+            ],
+            axis=-1,
+        )  # (batch, M, 8 + C)
+        target = ops.einsum("bmn,bmk->bnk", assign, features)  # (batch, S * S, 8 + C): per cell
+
+        grid = ops.reshape(y_pred, (-1, s * s, channels))
+        boxes = ops.reshape(grid[..., : b * 5], (-1, s * s, b, 5))  # (batch, S * S, B, 5)
+        probs = grid[..., b * 5 :]  # (batch, S * S, C)
+        corners = ops.reshape(
+            yolov1_boxes(ops.reshape(ops.stop_gradient(boxes[..., :4]), (-1, s, s, b, 4))), (-1, s * s, b, 4)
+        )
+        iou = elementwise_iou(corners, target[:, :, None, 4:8])  # (batch, S * S, B)
+        # Responsible predictor: highest IoU; with no overlap at all, smallest squared error
+        # of (centre, size) in image fractions (Darknet's detection layer).
+        centre_size = ops.concatenate(
+            [(corners[..., :2] + corners[..., 2:]) / 2, corners[..., 2:] - corners[..., :2]], axis=-1
+        )
+        truth = target[:, :, None, 4:8]
+        truth_centre_size = ops.concatenate(
+            [(truth[..., :2] + truth[..., 2:]) / 2, truth[..., 2:] - truth[..., :2]], axis=-1
+        )
+        squared_error = ops.sum(ops.square(centre_size - truth_centre_size), axis=-1)
+        best = ops.where(
+            ops.max(iou, axis=-1) > 0, ops.argmax(iou, axis=-1), ops.argmin(squared_error, axis=-1)
+        )
+        responsible = ops.one_hot(best, b) * has_object[..., None]  # (batch, S * S, B)
+
+        per_box = ops.sum(ops.square(boxes[..., :4] - target[:, :, None, :4]), axis=-1)
+        coord = self.lambda_coord * ops.sum(responsible * per_box, axis=(1, 2))
+        confidence = boxes[..., 4]
+        confidence_target = ops.stop_gradient(iou) if self.rescore else 1.0
+        obj = ops.sum(responsible * ops.square(confidence - confidence_target), axis=(1, 2))
+        no_obj = self.lambda_noobj * ops.sum((1.0 - responsible) * ops.square(confidence), axis=(1, 2))
+        class_error = ops.sum(ops.square(probs - target[..., 8:]), axis=-1)  # (batch, S * S)
+        cls = ops.sum(has_object * class_error, axis=1)
+        return {"coord": coord, "object": obj, "no_object": no_obj, "class": cls}
+
+    def call(self, y_true, y_pred):
+        terms = self.terms(y_true, y_pred)
+        return terms["coord"] + terms["object"] + terms["no_object"] + terms["class"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            grid_size=self.grid_size,
+            boxes_per_cell=self.boxes_per_cell,
+            num_classes=self.num_classes,
+            lambda_coord=self.lambda_coord,
+            lambda_noobj=self.lambda_noobj,
+            rescore=self.rescore,
+            dtype=self._dtype_policy.name,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+class YOLOv2Loss(keras.losses.Loss):
+    """YOLOv2's loss, as Darknet's region layer computes it (Redmon & Farhadi 2017).
+
+    Assignment: each object goes to the cell of its centre on the prediction's ``H x W`` grid
+    (read from ``y_pred``'s dynamic shape) and, in that cell, to the anchor whose shape (width
+    and height, both centred) has the highest IoU with the object's (``bias_match=1``). When
+    several objects land on one predictor, the last in ``y_true``'s row order takes it (Darknet
+    overwrites earlier objects' targets); the others are not assigned. Per image, with ``1_a``
+    the assigned predictors, ``sigma`` the logistic function and ``(tx, ty, tw, th, to)`` the
+    raw outputs of a predictor with anchor ``(pw, ph)`` in cell ``(col, row)``:
+
+    - coordinates: ``lambda_coord * sum 1_a (2 - w* h*) [(sigma(tx) - (x* W - col))^2 +
+      (sigma(ty) - (y* H - row))^2 + (tw - log(w* / pw))^2 + (th - log(h* / ph))^2]``; the
+      scale ``2 - w* h*`` (image fractions) weighs small boxes more;
+    - objectness: ``lambda_obj * sum 1_a (sigma(to) - 1)^2`` (target: the predicted box's IoU
+      with its object, not back-propagated, with ``rescore=True``, Darknet's ``rescore=1``),
+      and ``lambda_noobj * sum (1 - 1_a) [best IoU < ignore_threshold] sigma(to)^2``: a
+      predictor that is not assigned but whose box already overlaps some object by at least
+      ``ignore_threshold`` (0.6, Darknet's ``thresh``) is not pushed towards 0;
+    - classes: ``lambda_class * sum 1_a CE(softmax(class logits), class*)``, the softmax
+      cross-entropy (Darknet's region layer with ``softmax=1`` back-propagates exactly its
+      gradient).
+
+    The per-image sum is averaged over the batch (Keras' reduction). Darknet's region layer
+    back-propagates ``scale * (target - output)``, the gradient of ``scale / 2 * (target -
+    output)^2``; here each term is ``scale * (target - output)^2`` (the usual form; it doubles
+    the squared terms' gradients relative to the cross-entropy's). Darknet also pulls every
+    predictor towards its anchor (``tx, ty -> 0.5``, ``tw, th -> 0`` with weight 0.01) during
+    the first 12,800 images; that warm-up is not part of this loss.
+
+    Args:
+        anchors: ``A`` ``(width, height)`` pairs, fractions of the image (as the model's).
+        num_classes: C.
+        lambda_coord: ``coord_scale`` (1).
+        lambda_obj: ``object_scale`` (5).
+        lambda_noobj: ``noobject_scale`` (1).
+        lambda_class: ``class_scale`` (1).
+        ignore_threshold: best IoU with any object from which an unassigned predictor's
+            objectness is left alone (0.6).
+        rescore: objectness target IoU (True) or 1 (False).
+        reduction: Keras reduction of the per-image losses.
+        name: loss name.
+        dtype: dtype of the loss computations.
+
+    Call arguments:
+        y_true: ``(batch, M, 5)`` padded targets, ``rel_xyxy`` and class id (-1 rows: padding).
+        y_pred: ``(batch, H, W, A * (5 + C))`` raw predictions, any grid size.
+
+    Example:
+        >>> from kapps.models.detection import VOC_ANCHORS
+        >>> model = kapps.build("yolov2", input_shape=(None, None, 3))
+        >>> model.compile("adam", loss=YOLOv2Loss(VOC_ANCHORS, num_classes=20))
+
+    Raises:
+        ValueError: for bad arguments; at call time, a ``y_pred`` whose last axis is not
+            ``A * (5 + C)``.
+    """
+
+    def __init__(
+        self,
+        anchors,
+        num_classes=20,
+        lambda_coord=1.0,
+        lambda_obj=5.0,
+        lambda_noobj=1.0,
+        lambda_class=1.0,
+        ignore_threshold=0.6,
+        rescore=False,
+        reduction="sum_over_batch_size",
+        name="yolov2_loss",
+        dtype=None,
+    ):
+        from kapps._checks import check_positive_int
+        from kapps.layers.yolo import check_anchors
+
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.anchors = check_anchors("anchors", anchors)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.lambda_coord = _check_weight("lambda_coord", lambda_coord)
+        self.lambda_obj = _check_weight("lambda_obj", lambda_obj)
+        self.lambda_noobj = _check_weight("lambda_noobj", lambda_noobj)
+        self.lambda_class = _check_weight("lambda_class", lambda_class)
+        if (
+            isinstance(ignore_threshold, bool)
+            or not isinstance(ignore_threshold, (int, float))
+            or not 0 <= ignore_threshold <= 1
+        ):
+            raise ValueError(
+                f"ignore_threshold={ignore_threshold!r} is not allowed; expected a number in [0, 1]."
+            )
+        self.ignore_threshold = float(ignore_threshold)
+        if not isinstance(rescore, bool):
+            raise ValueError(f"rescore={rescore!r} is not allowed; expected True or False.")
+        self.rescore = rescore
+
+    def terms(self, y_true, y_pred):
+        """The loss's terms per image: a dict of ``(batch,)`` tensors ``"coord"``,
+        ``"object"``, ``"no_object"`` and ``"class"`` (already weighted; ``call`` returns
+        their sum)."""
+        from kapps.boxes import elementwise_iou, pairwise_iou
+        from kapps.layers.yolo import yolov2_boxes
+
+        a, c = len(self.anchors), self.num_classes
+        channels = a * (5 + c)
+        if y_pred.shape[-1] is not None and y_pred.shape[-1] != channels:
+            raise ValueError(
+                f"y_pred has shape {tuple(y_pred.shape)}; YOLOv2Loss with {a} anchors and "
+                f"num_classes={c} expects (batch, H, W, {channels})."
+            )
+        y_pred = ops.cast(y_pred, "float32")
+        shape = ops.shape(y_pred)
+        rows, cols = shape[1], shape[2]
+        slots = rows * cols * a
+        anchors = ops.convert_to_tensor(self.anchors, "float32")  # (A, 2)
+
+        t = _yolo_objects(y_true)
+        col, row = _cell_index(t["cx"], cols), _cell_index(t["cy"], rows)
+        # IoU of the object's and each anchor's shapes, both centred: (batch, M, A)
+        w, h = t["w"][..., None], t["h"][..., None]
+        inter = ops.minimum(w, anchors[:, 0]) * ops.minimum(h, anchors[:, 1])
+        shape_iou = inter / (w * h + anchors[:, 0] * anchors[:, 1] - inter)
+        best_anchor = ops.argmax(shape_iou, axis=-1)  # (batch, M)
+        slot = (ops.cast(row, "int32") * cols + ops.cast(col, "int32")) * a + ops.cast(best_anchor, "int32")
+        assign = _yolo_assign(slot, t["valid"], slots, "last")  # (batch, M, H * W * A)
+        assigned = ops.sum(assign, axis=1)  # (batch, H * W * A)
+        prior = ops.take(anchors, best_anchor, axis=0)  # (batch, M, 2)
+        features = ops.concatenate(
+            [
+                ops.stack(
+                    [
+                        t["cx"] * ops.cast(cols, "float32") - col,
+                        t["cy"] * ops.cast(rows, "float32") - row,
+                        ops.log(t["w"] / prior[..., 0]),
+                        ops.log(t["h"] / prior[..., 1]),
+                        2.0 - t["w"] * t["h"],
+                    ],
+                    axis=-1,
+                ),
+                t["corners"],
+                ops.one_hot(t["classes"], c),
+            ],
+            axis=-1,
+        )  # (batch, M, 9 + C)
+        target = ops.einsum("bmn,bmk->bnk", assign, features)  # (batch, H * W * A, 9 + C)
+
+        grid = ops.reshape(y_pred, (-1, rows, cols, a, 5 + c))
+        raw = ops.stop_gradient(grid[..., :4])
+        # exp(tw) of an untrained network may overflow; the clip only affects the IoUs.
+        raw = ops.concatenate([raw[..., :2], ops.clip(raw[..., 2:], -20.0, 20.0)], axis=-1)
+        corners = ops.reshape(yolov2_boxes(raw, self.anchors), (-1, slots, 4))
+        flat = ops.reshape(grid, (-1, slots, 5 + c))  # (batch, H * W * A, 5 + C)
+
+        best_iou = ops.max(pairwise_iou(corners, t["corners"]), axis=-1)  # (batch, slots)
+        xy = ops.sigmoid(flat[..., :2])
+        per_box = ops.sum(ops.square(xy - target[..., :2]), axis=-1) + ops.sum(
+            ops.square(flat[..., 2:4] - target[..., 2:4]), axis=-1
+        )
+        coord = self.lambda_coord * ops.sum(assigned * target[..., 4] * per_box, axis=1)
+        objectness = ops.sigmoid(flat[..., 4])
+        if self.rescore:
+            objectness_target = ops.stop_gradient(elementwise_iou(corners, target[..., 5:9]))
+        else:
+            objectness_target = 1.0
+        obj = self.lambda_obj * ops.sum(assigned * ops.square(objectness - objectness_target), axis=1)
+        free = (1.0 - assigned) * ops.cast(best_iou < self.ignore_threshold, "float32")
+        no_obj = self.lambda_noobj * ops.sum(free * ops.square(objectness), axis=1)
+        log_probs = ops.log_softmax(flat[..., 5:], axis=-1)
+        cross_entropy = -ops.sum(target[..., 9:] * log_probs, axis=-1)
+        cls = self.lambda_class * ops.sum(assigned * cross_entropy, axis=1)
+        return {"coord": coord, "object": obj, "no_object": no_obj, "class": cls}
+
+    def call(self, y_true, y_pred):
+        terms = self.terms(y_true, y_pred)
+        return terms["coord"] + terms["object"] + terms["no_object"] + terms["class"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            anchors=[list(pair) for pair in self.anchors],
+            num_classes=self.num_classes,
+            lambda_coord=self.lambda_coord,
+            lambda_obj=self.lambda_obj,
+            lambda_noobj=self.lambda_noobj,
+            lambda_class=self.lambda_class,
+            ignore_threshold=self.ignore_threshold,
+            rescore=self.rescore,
+            dtype=self._dtype_policy.name,
+        )
+        return config

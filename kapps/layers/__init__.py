@@ -50,6 +50,7 @@ from kapps.layers.swin import (
     window_partition,
     window_reverse,
 )
+from kapps.layers.yolo import Reorg, YOLOv1Decode, YOLOv2Decode
 from kapps.layers.upsampling import BilinearKernel, BilinearUpsampling2D, CropToMatch, bilinear_filter
 from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoderBlock
 from kapps.layers.unet import UNetConvBlock, UNetDecoderBlock, UNetEncoderBlock, center_crop
@@ -62,6 +63,9 @@ __all__ = [
     "LuongAttention",
     "Maxout",
     "NonMaxSuppression",
+    "Reorg",
+    "YOLOv1Decode",
+    "YOLOv2Decode",
     "RNN",
     "SharedEmbedding",
     "SimpleRNNCell",
