@@ -866,27 +866,3 @@ def fit(
     history.epoch = logged.pop("epoch", list(keras_history.epoch))
     history.history = logged or dict(keras_history.history)
     return history
-
-
-def run_recipe(main, argv=None) -> int:
-    """Run a recipe's ``main(argv)`` as a command: the exit status for ``sys.exit``.
-
-    Errors a user can fix (a bad flag value, data that is missing or damaged, an output
-    directory that cannot be written) print one line, ``<recipe>: error: ...``, on stderr and
-    return 2, without a traceback; anything else is a bug and propagates with its traceback.
-    """
-    from kapps.data import DatasetCorruptError, DatasetNotFoundError
-
-    program = os.path.splitext(os.path.basename(sys.argv[0]))[0] if argv is None else "recipe"
-    module = getattr(main, "__module__", "") or ""
-    if module.startswith("recipes."):
-        program = module.split(".", 1)[1]
-    try:
-        main(argv)
-    except (ValueError, DatasetNotFoundError, DatasetCorruptError, OutputDirError) as error:
-        print(f"{program}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{program}: interrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    return 0

@@ -1,10 +1,12 @@
 """What every recipe's command line shares: the parser, the run flags (batch size per replica
 or global, strategy, precision, XLA, output folder, seed, quick mode), the positive-integer
-checks, and the first steps of a run. Importing this does not import TensorFlow, so a bad
-flag is reported at once."""
+checks, the first steps of a run, and the wrapper that runs a recipe as a command. Importing
+this does not import TensorFlow, so a bad flag is reported at once (a recipe's ``main`` parses
+its flags before its first TensorFlow import)."""
 
 import argparse
 import os
+import sys
 
 STRATEGIES = ["auto", "mirrored", "multi_worker", "tpu", "one_device"]
 PRECISIONS = ["none", "auto", "mixed_float16", "mixed_bfloat16"]
@@ -51,3 +53,31 @@ def setup(args):
         batch_size=None if args.global_batch_size else args.batch_size,
         global_batch=args.global_batch_size,
     )
+
+
+def run_recipe(main, argv=None):
+    """Run a recipe's ``main(argv)`` as a command: the exit status for ``sys.exit``.
+
+    Errors a user can fix (a bad flag value, data that is missing or damaged, an output
+    directory that cannot be written) print one line, ``<recipe>: error: ...``, on stderr and
+    return 2, without a traceback; anything else is a bug and propagates with its traceback.
+    Nothing here imports TensorFlow until an error has to be classified.
+    """
+    program = os.path.splitext(os.path.basename(sys.argv[0]))[0] if argv is None else "recipe"
+    module = getattr(main, "__module__", "") or ""
+    if module.startswith("recipes."):
+        program = module.split(".", 1)[1]
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    except Exception as error:
+        from kapps.data import DatasetCorruptError, DatasetNotFoundError
+        from kapps.training import OutputDirError
+
+        if not isinstance(error, (ValueError, DatasetNotFoundError, DatasetCorruptError, OutputDirError)):
+            raise
+        print(f"{program}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return 0

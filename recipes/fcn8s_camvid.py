@@ -36,7 +36,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
 
 RECIPE = "fcn8s_camvid"
 QUICK = {"epochs": 1, "train": 8, "val": 4, "test": 4, "filters": (4, 8, 8, 16, 16), "fc_units": 16}
@@ -178,6 +178,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
 
 RECIPE = "lenet5_mnist"
 TRAIN_SIZE = 60_000
@@ -121,6 +121,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
 
 RECIPE = "resnet_cifar10"
 PAPER_ITERATIONS = 64_000
@@ -148,6 +148,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

@@ -31,7 +31,7 @@ Multi30k (Elliott et al. 2016) from https://github.com/multi30k/dataset.
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe
 from recipes._translation import add_translation_flags, check_translation_args
 
 RECIPE = "seq2seq_fra_eng"
@@ -94,6 +94,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

@@ -43,7 +43,7 @@ import argparse
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe
 from recipes._translation import add_translation_flags, check_translation_args
 
 RECIPE = "transformer_fra_eng"
@@ -112,6 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

@@ -39,7 +39,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
 
 RECIPE = "unet_isbi2012"
 QUICK = {"epochs": 1, "steps": 2, "tile": 64, "filters": 4, "depth": 2}
@@ -210,6 +210,4 @@ def _grid_tiles(images, masks, tile, out_tile, border):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

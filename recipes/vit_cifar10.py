@@ -29,7 +29,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
 
 RECIPE = "vit_cifar10"
 QUICK = {"train": 512, "test": 256, "calibration": 64, "epochs": 2}
@@ -171,6 +171,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))

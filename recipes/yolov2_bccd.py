@@ -31,7 +31,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
 
 RECIPE = "yolov2_bccd"
 QUICK = {"epochs": 1, "train": 8, "val": 4, "test": 4, "image_size": 96, "scales": [64, 96], "width": 0.125}
@@ -219,6 +219,4 @@ def _agreement(keras_found, tflite_found):
 
 
 if __name__ == "__main__":
-    from kapps.training import run_recipe
-
     sys.exit(run_recipe(main))
