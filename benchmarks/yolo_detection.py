@@ -29,6 +29,16 @@ random weights every box scores about the same and NMS has the most work.
     python benchmarks/yolo_detection.py --tiny                # toy sizes, seconds
 
 Prints a markdown table and writes the figures as JSON (``--out``).
+
+Latest run (2026-11-24; the BCCD recipe's detector: Tiny YOLOv2 at half width, 352x352, 3
+classes, score threshold 0.005, 100 detections; 7 rounds of 5 calls on 2 shared CPUs;
+TensorFlow 2.21.0, Keras 3.15.1, keras-hub 0.32.0, ai-edge-litert 2.3.0):
+
+    detection, batch 1, TFLite / Keras      1.68x   47.2 vs 28.0 images/s (rounds 1.62..1.74)
+    decoding + NMS, kapps / keras-hub       7.1x    1,307 vs 184 images/s (rounds 7.0..7.8)
+    training, full-width Tiny YOLOv2 at 352, batch 8: 2.8 images/s
+
+keras-hub's NMS layer did not convert to builtin TFLite (``BitwiseAnd`` needs Flex).
 """
 
 import argparse
