@@ -5,6 +5,7 @@ this does not import TensorFlow, so a bad flag is reported at once (a recipe's `
 its flags before its first TensorFlow import)."""
 
 import argparse
+import json
 import os
 import sys
 
@@ -53,6 +54,14 @@ def setup(args):
         batch_size=None if args.global_batch_size else args.batch_size,
         global_batch=args.global_batch_size,
     )
+
+
+def write_metrics(metrics, out, headline):
+    """Write ``metrics`` to ``out/metrics.json`` (values JSON cannot hold written as text) and
+    print ``headline`` with the wall time (``metrics["wall_seconds"]``)."""
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2, default=str)
+    print(f"{headline}; {metrics['wall_seconds']:.0f} s; wrote {out}")
 
 
 def run_recipe(main, argv=None):

@@ -6,7 +6,6 @@ Kept here, beside the recipes, so each recipe file stays the part that differs (
 model, loss, how a whole image is predicted).
 """
 
-import json
 import os
 
 import numpy as np
@@ -120,10 +119,3 @@ def evaluate_and_export(
         "files": files,
         "tflite_max_abs_diff": {k: report[k]["max_abs_diff"] for k in ("tflite", "tflite_int8") if k in report},
     }
-
-
-def write_metrics(metrics, out, headline):
-    """Write ``metrics`` to ``out/metrics.json`` and print ``headline`` and the wall time."""
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    print(f"{headline}; {metrics['wall_seconds']:.0f} s; wrote {out}")

@@ -3,9 +3,10 @@ SentencePiece vocabulary, batches, BLEU of greedy and beam-search decoding on he
 sentences, the TFLite translator and its check against Keras, the attention picture, and
 ``--translate`` with an exported translator. Importing this does not import TensorFlow."""
 
-import json
 import os
 import time
+
+from recipes._common import write_metrics
 
 VOCABULARY_FILE = "sentencepiece.model"
 TRANSLATOR_FILE = "translator.tflite"
@@ -247,10 +248,3 @@ def run(args, *, recipe, title, build, config, start):
         f"held-out sentences; TFLite translator identical on {tflite['identical_to_keras_greedy']}/{tflite['checked']}",
     )
     return metrics
-
-
-def write_metrics(metrics, out, headline):
-    """Write ``metrics.json`` and print ``headline`` with the wall time."""
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2, default=str)
-    print(f"{headline}; {metrics['wall_seconds']:.0f} s; wrote {out}")

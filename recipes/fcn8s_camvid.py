@@ -106,7 +106,8 @@ def main(argv=None):
     import kapps
     from kapps import data, training
     from kapps.losses import WeightedSparseCategoricalCrossentropy
-    from recipes._segmentation import evaluate_and_export, write_metrics
+    from recipes._common import write_metrics
+    from recipes._segmentation import evaluate_and_export
 
     strategy, batch, out, chief = setup(args)
     quick = args.quick

@@ -91,7 +91,8 @@ def main(argv=None):
     from kapps.inference import predict_tiled
     from kapps.losses import unet_weight_map
     from kapps.models.segmentation.unet import unet, unet_output_size
-    from recipes._segmentation import evaluate_and_export, write_metrics
+    from recipes._common import write_metrics
+    from recipes._segmentation import evaluate_and_export
 
     strategy, batch, out, chief = setup(args)
     out_tile = args.tile if args.padding == "same" else unet_output_size(args.tile, args.depth)

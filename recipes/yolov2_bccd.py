@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup
+from recipes._common import add_run_flags, parse, recipe_parser, run_recipe, setup, write_metrics
 
 RECIPE = "yolov2_bccd"
 QUICK = {"epochs": 1, "train": 8, "val": 4, "test": 4, "image_size": 96, "scales": [64, 96], "width": 0.125}
@@ -190,12 +190,10 @@ def main(argv=None):
         | {"detector_tflite": {"path": "detector.tflite", "bytes": os.path.getsize(detector_file)}},
     }
     metrics["wall_seconds"] = round(time.time() - start, 1)
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    print(
+    write_metrics(
+        metrics, out,
         f"{args.model} on BCCD test ({len(images)} images): mAP@0.5 {scores['keras']['mAP@0.5']:.4f} "
-        f"(TFLite {scores['tflite']['mAP@0.5']:.4f}), " + ", ".join(f"{k} {v:.3f}" for k, v in scores["keras"]["ap"].items())
-        + f"; {metrics['wall_seconds']:.0f} s; wrote {out}"
+        f"(TFLite {scores['tflite']['mAP@0.5']:.4f}), " + ", ".join(f"{k} {v:.3f}" for k, v in scores["keras"]["ap"].items()),
     )
     return metrics
 
