@@ -240,6 +240,33 @@ def test_key_value_cache_matches_full_pass():
     assert tuple(caches[0][0].shape) == (2, 4, 6, 4)
 
 
+def test_fixed_size_cache_matches_the_growing_cache():
+    # a fixed buffer of 8 slots written in place gives what appending gives
+    x = normal(2, 6, 16)
+    block = TransformerEncoderBlock(16, 4, 32)
+    full = numpy_of(block(x, use_causal_mask=True))
+    keys = keras.ops.zeros((2, 4, 8, 4))
+    cache = (keys, keys)
+    pieces = []
+    for start, stop in [(0, 3), (3, 4), (4, 6)]:
+        y, cache = block(x[:, start:stop], use_causal_mask=True, cache=cache, cache_index=start)
+        pieces.append(numpy_of(y))
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, atol=1e-5)
+    assert tuple(cache[0].shape) == (2, 4, 8, 4)
+    assert numpy_of(cache[0])[:, :, :6].any(axis=-1).all()  # slots 0-5 written
+    np.testing.assert_array_equal(numpy_of(cache[0])[:, :, 6:], 0.0)  # slots 6-7 untouched
+    with pytest.raises(ValueError, match="cache_index is only allowed with a cache"):
+        block.attention(x, x, cache_index=0)
+
+
+def test_block_output_spec_is_not_traced_but_stays_right():
+    block = TransformerEncoderBlock(16, 4, 32)
+    symbolic = block(keras.KerasTensor((None, None, 16)), use_causal_mask=True)
+    assert tuple(symbolic.shape) == (None, None, 16)
+    out, scores = block(keras.KerasTensor((None, 5, 16)), return_attention_scores=True)
+    assert tuple(out.shape) == (None, 5, 16) and tuple(scores.shape) == (None, 4, 5, 5)
+
+
 def test_mha_rejects_bad_arguments():
     with pytest.raises(ValueError, match="num_heads=0"):
         MultiHeadAttention(0, 4)

@@ -325,8 +325,16 @@ class MultiHeadAttention(keras.layers.Layer):
     ``(batch, heads, past_len, head_dim)`` (start with ``empty_cache(batch)``); the layer
     projects only the new tokens, appends them, attends over all of them, and returns
     ``(output, new_cache)``. With ``use_causal_mask=True`` the new queries stand at
-    positions ``past_len, past_len + 1, ...``. For other caching schemes (a fixed-size cache
-    updated in place, cross-attention keys computed once per source sentence) use the pieces
+    positions ``past_len, past_len + 1, ...``.
+
+    A growing cache changes shape at every step, which a compiled loop (``tf.while_loop``,
+    XLA, a TFLite ``WHILE``) cannot carry. For those pass ``cache_index`` as well: the cache
+    is then a fixed-size buffer ``(batch, heads, max_len, head_dim)``, the new keys and
+    values are written in place at positions ``cache_index, cache_index + 1, ...``
+    (``keras.ops.slice_update``, TFLite ``DYNAMIC_UPDATE_SLICE``), and the queries attend to
+    the whole buffer with a causal mask offset by ``cache_index``, so slots not yet written
+    are never seen (GPT-2's decoding in keras-hub works the same way). For other caching
+    schemes (cross-attention keys computed once per source sentence) use the pieces
     directly::
 
         q = mha.split_heads(mha.project_query(x_new))            # (batch, heads, 1, key_dim)
@@ -357,6 +365,8 @@ class MultiHeadAttention(keras.layers.Layer):
             ``(batch, heads, query_len, key_len)``.
         training: dropout only when True.
         cache: optional ``(keys, values)`` of earlier tokens, see above.
+        cache_index: with ``cache``, a scalar int: the cache is a fixed-size buffer and the
+            new tokens go to positions ``cache_index, ...`` (see above).
 
     Returns:
         ``(batch, query_len, output_dim)``; ``(output, scores)`` with
@@ -532,17 +542,26 @@ class MultiHeadAttention(keras.layers.Layer):
         return_attention_scores=False,
         training=None,
         cache=None,
+        cache_index=None,
     ):
         if key is None:
             key = value
+        if cache_index is not None and cache is None:
+            raise ValueError("cache_index is only allowed with a cache; pass cache=(keys, values).")
         q = self.split_heads(self.project_query(query))  # (batch, heads, query_len, key_dim)
         k = self.split_heads(self.project_key(key))  # (batch, heads, key_len, key_dim)
         v = self.split_heads(self.project_value(value))  # (batch, heads, key_len, value_dim)
         if cache is not None:
             past_keys, past_values = cache
-            past = ops.shape(past_keys)[2]
-            k = ops.concatenate([ops.cast(past_keys, k.dtype), k], axis=2)
-            v = ops.concatenate([ops.cast(past_values, v.dtype), v], axis=2)
+            if cache_index is None:  # growing cache: append
+                past = ops.shape(past_keys)[2]
+                k = ops.concatenate([ops.cast(past_keys, k.dtype), k], axis=2)
+                v = ops.concatenate([ops.cast(past_values, v.dtype), v], axis=2)
+            else:  # fixed-size cache: write in place, (batch, heads, max_len, dim)
+                past = ops.cast(cache_index, "int32")
+                start = [0, 0, past, 0]
+                k = ops.slice_update(ops.cast(past_keys, k.dtype), start, k)
+                v = ops.slice_update(ops.cast(past_values, v.dtype), start, v)
             if use_causal_mask:
                 # the new queries follow the `past` cached tokens
                 causal = causal_mask(ops.shape(q)[2], ops.shape(k)[2], offset=past)
