@@ -323,6 +323,109 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="kapps")
+class TimeBudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up over steps, then cosine decay over a wall-clock budget.
+
+    A step-count schedule has to guess how many steps fit in the time a run has; on a
+    shared or slower machine it is cut off before the learning rate has come down, which
+    costs most of what the decay is for. Here the decay follows the fraction of the budget
+    spent, ``progress`` in [0, 1] (a variable that ``TimeBudget`` updates after every batch),
+    as Geiping & Goldstein 2023 ("Cramming", section 3) schedule BERT pre-training on one
+    GPU-day: ``lr = minimum + (peak - minimum) * (1 + cos(pi * progress)) / 2``, after
+    ``warmup_steps`` steps rising linearly from 0 to ``peak``.
+
+    Args:
+        peak: the learning rate after warm-up.
+        minimum: the learning rate when the budget is spent.
+        warmup_steps: steps of linear warm-up (0: none).
+
+    Example:
+        >>> schedule = TimeBudgetSchedule(2e-3, minimum=1e-4, warmup_steps=100)
+        >>> model.compile(keras.optimizers.AdamW(schedule), ...)
+        >>> model.fit(..., callbacks=[TimeBudget(30, schedule, "run/budget.json")])
+    """
+
+    def __init__(self, peak, minimum=0.0, warmup_steps=0):
+        for name, value in (("peak", peak), ("minimum", minimum)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name}={value!r} is not allowed; expected a number >= 0.")
+        if minimum > peak:
+            raise ValueError(f"minimum={minimum!r} is not allowed; expected at most peak={peak!r}.")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed; expected an int >= 0.")
+        self.peak, self.minimum, self.warmup_steps = float(peak), float(minimum), warmup_steps
+        self.progress = keras.Variable(0.0, trainable=False, name="budget_progress")
+
+    def __call__(self, step):
+        ops = keras.ops
+        step = ops.cast(step, "float32") + 1.0  # optimizer iterations start at 0
+        progress = ops.clip(ops.convert_to_tensor(self.progress), 0.0, 1.0)
+        cosine = self.minimum + 0.5 * (self.peak - self.minimum) * (1.0 + ops.cos(math.pi * progress))
+        if not self.warmup_steps:
+            return cosine
+        return ops.minimum(cosine, self.peak * step / self.warmup_steps)
+
+    def get_config(self):
+        return {"peak": self.peak, "minimum": self.minimum, "warmup_steps": self.warmup_steps}
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training when ``minutes`` of training time are spent, and drive a
+    ``TimeBudgetSchedule``.
+
+    The time spent is kept in ``state_path`` (JSON) at every epoch end, so a resumed run
+    (``fit`` restores the last completed epoch) continues the budget and the schedule where
+    that epoch left them. Evaluation on the validation data counts as training time.
+
+    Args:
+        minutes: the budget, > 0.
+        schedule: an optional ``TimeBudgetSchedule`` whose ``progress`` this sets.
+        state_path: optional JSON file of the time spent (for resuming).
+    """
+
+    def __init__(self, minutes, schedule=None, state_path=None):
+        super().__init__()
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+            raise ValueError(f"minutes={minutes!r} is not allowed; expected a number > 0.")
+        self.seconds = 60.0 * minutes
+        self.schedule = schedule
+        self.state_path = None if state_path is None else os.fspath(state_path)
+        self.spent_before = 0.0
+
+    def _spent(self):
+        return self.spent_before + time.time() - self.started
+
+    def on_train_begin(self, logs=None):
+        self.spent_before = 0.0
+        if self.state_path and os.path.isfile(self.state_path):
+            with open(self.state_path) as f:
+                self.spent_before = float(json.load(f).get("seconds", 0.0))
+        self.started = time.time()
+        self._update()
+
+    def _update(self):
+        progress = self._spent() / self.seconds
+        if self.schedule is not None:
+            self.schedule.progress.assign(min(progress, 1.0))
+        if progress >= 1.0:
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.state_path:
+            _atomic_json(self.state_path, {"seconds": round(self._spent(), 3), "epochs": epoch + 1})
+
+
+def _atomic_json(path, value):
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
+        json.dump(value, f)
+    os.replace(f.name, path)
+
+
 def add_weight_decay(model: keras.Model, weight_decay: float) -> int:
     """L2 weight decay through the loss, as the classic papers train (He et al. 2016: 1e-4).
 

@@ -481,3 +481,42 @@ def test_transformer_schedule_is_the_papers_equation_3():
 def test_transformer_schedule_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         training.TransformerSchedule(**{"hidden_dim": 512, **kwargs})
+
+
+def test_time_budget_schedule_warms_up_then_follows_the_budget():
+    schedule = training.TimeBudgetSchedule(1e-3, minimum=1e-4, warmup_steps=10)
+    np.testing.assert_allclose(float(schedule(0)), 1e-4, rtol=1e-5)  # step 1 of 10
+    np.testing.assert_allclose(float(schedule(9)), 1e-3, rtol=1e-5)  # warm-up done
+    for progress, expected in ((0.0, 1e-3), (0.5, 5.5e-4), (1.0, 1e-4), (2.0, 1e-4)):
+        schedule.progress.assign(progress)
+        np.testing.assert_allclose(float(schedule(500)), expected, rtol=1e-5)
+    again = training.TimeBudgetSchedule.from_config(schedule.get_config())
+    assert again.get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="minimum=0.1"):
+        training.TimeBudgetSchedule(1e-3, minimum=0.1)
+    with pytest.raises(ValueError, match="minutes=0"):
+        training.TimeBudget(0)
+
+
+def test_time_budget_stops_training_and_resumes_the_time_spent(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(training.time, "time", lambda: clock[0])
+    schedule = training.TimeBudgetSchedule(1e-2, warmup_steps=0)
+    state = tmp_path / "budget.json"
+
+    class Tick(keras.callbacks.Callback):  # every batch takes 6 s
+        def on_train_batch_begin(self, batch, logs=None):
+            clock[0] += 6.0
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(schedule), "mse")
+    x, y = np.zeros((80, 2), "float32"), np.zeros((80, 1), "float32")  # 20 batches
+    budget = training.TimeBudget(1.0, schedule, state)  # one minute: 10 batches
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[Tick(), budget], verbose=0)
+    assert int(model.optimizer.iterations) == 10  # stopped half way through the epoch
+    assert json.loads(state.read_text())["seconds"] == pytest.approx(60.0)
+    assert float(schedule.progress) == pytest.approx(1.0)
+    # a resumed run reads the time already spent and stops after its first batch
+    again = training.TimeBudget(1.0, schedule, state)
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[Tick(), again], verbose=0)
+    assert int(model.optimizer.iterations) == 11
