@@ -25,7 +25,10 @@ Sources (one module per kind of source; new formats go beside these):
   padded ``rel_xyxy`` box targets (:func:`detection_dataset`) with augmentation that moves the
   boxes with the image (:func:`detection_augmentation`) and multi-scale batches.
 
-Planned beside them: plain text (language modelling).
+- ``kapps.data.language_model``: plain text for language models: TFDS ``tiny_shakespeare``
+  (:func:`tiny_shakespeare`), characters as keras-hub code points (:func:`char_tokenizer`),
+  training windows at random offsets (:func:`random_windows`) and non-overlapping evaluation
+  windows (:func:`tiled_windows`).
 
 Pipeline: :func:`prepare` (map, cache, shuffle, batch, augment, prefetch) and
 :func:`image_augmentation` (Keras preprocessing layers applied in ``tf.data``).
@@ -39,6 +42,7 @@ Example:
 from kapps.data.cifar10 import CIFAR10_CLASSES, cifar10, random_crop_flip
 from kapps.data.errors import DatasetCorruptError, DatasetNotFoundError
 from kapps.data.images import IMAGE_EXTENSIONS, image_folder, list_image_folder, load_image
+from kapps.data.language_model import char_tokenizer, random_windows, tiled_windows, tiny_shakespeare
 from kapps.data.mnist import mnist
 from kapps.data.pipeline import AUTOTUNE, image_augmentation, prepare
 from kapps.data.segmentation import (
@@ -122,6 +126,10 @@ __all__ = [
     "load_tfds",
     "mask_folder",
     "mnist",
+    "char_tokenizer",
+    "random_windows",
+    "tiled_windows",
+    "tiny_shakespeare",
     "prepare",
     "random_crop_flip",
     "segmentation_augmentation",
