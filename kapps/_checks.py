@@ -69,3 +69,24 @@ def check_transformer_dims(hidden_dim, depth, num_heads, mlp_dim):
             f"num_heads={num_heads!r} does not divide hidden_dim={hidden_dim!r}; each head gets "
             "hidden_dim / num_heads features."
         )
+
+
+def check_bool(name, value):
+    """Raise unless ``value`` is True or False; return it."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} is not allowed; expected True or False.")
+    return value
+
+
+def check_epsilon(value, name="epsilon"):
+    """Raise unless ``value`` is a number > 0; return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name}={value!r} is not allowed; expected a number > 0.")
+    return float(value)
+
+
+def check_name(name):
+    """Raise unless ``name`` (a model name) is a non-empty string; return it."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name={name!r} is not allowed; expected a non-empty string.")
+    return name

@@ -711,39 +711,87 @@ def translator_to_tflite(model, path=None, *, source_length, max_length, start_i
         >>> ids = load_tflite("translator.tflite")(source_ids)
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
     from kapps.models.sequence.search import greedy_function
 
     function = greedy_function(
         model, source_length, max_length, start_id=start_id, end_id=end_id, pad_id=pad_id
     )
-    # Weights read inside the WHILE body stay variables (READ_VARIABLE ops that fail at run
-    # time) unless the graph is frozen first; the frozen function is then wrapped again so
-    # the signature keeps the names ``source_ids`` and ``target_ids``.
+    spec = tf.TensorSpec((1, source_length), tf.int32, name="source_ids")
+    flatbuffer = _loop_to_tflite(function, [spec], "target_ids", (1, max_length))
+    if path is not None:
+        _atomic_write_bytes(_fspath(path), flatbuffer)
+    return flatbuffer
+
+
+def _loop_to_tflite(function, input_specs, output_name, output_shape):
+    """Convert a ``tf.function`` holding a decoding loop to builtin-only TFLite.
+
+    Weights read inside a ``WHILE`` body stay variables (READ_VARIABLE ops that fail at run
+    time) unless the graph is frozen first; the frozen function is then wrapped again so the
+    signature keeps the names of ``input_specs`` and ``output_name``.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
     frozen = convert_variables_to_constants_v2(
         function.get_concrete_function(), lower_control_flow=False
     )
 
-    @tf.function(
-        input_signature=[tf.TensorSpec((1, source_length), tf.int32, name="source_ids")]
-    )
-    def translate(source_ids):
-        ids = frozen(source_ids)
-        ids = ids[0] if isinstance(ids, (list, tuple)) else ids
-        return {"target_ids": tf.ensure_shape(ids, (1, max_length))}
+    @tf.function(input_signature=list(input_specs))
+    def run(*inputs):
+        outputs = frozen(*inputs)
+        outputs = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+        return {output_name: tf.ensure_shape(outputs, output_shape)}
 
     holder = tf.Module()
-    holder.translate = translate
-    with tempfile.TemporaryDirectory(prefix="kapps-translator-") as tmp:
-        tf.saved_model.save(
-            holder, tmp, signatures={_SERVING_KEY: translate.get_concrete_function()}
-        )
+    holder.run = run
+    with tempfile.TemporaryDirectory(prefix="kapps-loop-") as tmp:
+        tf.saved_model.save(holder, tmp, signatures={_SERVING_KEY: run.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[_SERVING_KEY])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        flatbuffer = _convert(converter, allow_flex=False)
+        return _convert(converter, allow_flex=False)
+
+
+def generator_to_tflite(model, path=None, *, max_length, stop_token_id=None, pad_id=0):
+    """Convert a GPT's greedy generation to TFLite, builtin ops only.
+
+    The prefill, the key/value cache (a fixed-size buffer per block) and the whole greedy
+    loop are one graph (``kapps.models.language.generation.greedy_function``): prompt ids in,
+    prompt plus generated ids out. An app tokenizes, calls it once, and detokenizes.
+
+    Args:
+        model: a kapps GPT (``kapps.models.language.gpt``).
+        path: optional destination file, written atomically.
+        max_length: total tokens, prompt included.
+        stop_token_id: optional id that ends generation (later slots get ``pad_id``).
+        pad_id: the padding id.
+
+    Returns:
+        The flatbuffer. Its signature takes ``prompt_ids`` ``int32 (1, max_length)`` (the
+        prompt, padded) and ``prompt_length`` ``int32 (1,)`` and returns ``token_ids``
+        ``int32 (1, max_length)``: the same tokens as Keras greedy generation.
+
+    Raises:
+        UnsupportedOpsError: if some op of the generation graph is not a TFLite builtin.
+
+    Example:
+        >>> generator_to_tflite(model, "generator.tflite", max_length=256)
+        >>> runner = load_tflite("generator.tflite")
+        >>> ids = runner.run({"prompt_ids": padded, "prompt_length": np.array([n], "int32")})
+    """
+    import tensorflow as tf
+
+    from kapps.models.language.generation import greedy_function
+
+    function = greedy_function(model, max_length, stop_token_id=stop_token_id, pad_id=pad_id)
+    specs = [
+        tf.TensorSpec((1, max_length), tf.int32, name="prompt_ids"),
+        tf.TensorSpec((1,), tf.int32, name="prompt_length"),
+    ]
+    flatbuffer = _loop_to_tflite(function, specs, "token_ids", (1, max_length))
     if path is not None:
         _atomic_write_bytes(_fspath(path), flatbuffer)
     return flatbuffer

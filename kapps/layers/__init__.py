@@ -2,7 +2,7 @@
 ``kapps`` package, so models that use them load with ``keras.saving.load_model`` once
 ``kapps.layers`` has been imported."""
 
-from kapps.layers.activations import ScaledTanh
+from kapps.layers.activations import ScaledTanh, gelu_tanh, get_activation
 from kapps.layers.attention import (
     MultiHeadAttention,
     ScaledDotProductAttention,
@@ -94,6 +94,8 @@ __all__ = [
     "PositionalEncoding",
     "ScaledDotProductAttention",
     "ScaledTanh",
+    "gelu_tanh",
+    "get_activation",
     "SpatialAttention",
     "SqueezeExcitation",
     "StandardizedConv2D",

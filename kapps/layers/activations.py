@@ -1,4 +1,5 @@
-"""Activation layers that Keras does not ship."""
+"""Activations that Keras does not ship: LeNet-5's scaled tanh and GPT-2's tanh GELU as a
+serializable function."""
 
 import keras
 from keras import ops
@@ -44,3 +45,40 @@ class ScaledTanh(keras.layers.Layer):
         config = super().get_config()
         config.update({"amplitude": self.amplitude, "slope": self.slope})
         return config
+
+
+@keras.saving.register_keras_serializable(package="kapps")
+def gelu_tanh(x):
+    """GELU with the tanh approximation, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    GPT-2 (and BERT's original code) use this form rather than the exact ``x Phi(x)``; it is
+    ``keras.activations.gelu(x, approximate=True)`` under a name that serializes (the string
+    ``"gelu"`` means the exact form). TFLite runs it as one builtin ``GELU``
+    (``approximate=True``).
+
+    Paper: Hendrycks & Gimpel 2016, "Gaussian Error Linear Units (GELUs)", section 2.
+    """
+    return keras.activations.gelu(x, approximate=True)
+
+
+def get_activation(activation):
+    """``activation`` as a callable: ``"gelu_tanh"`` (GPT-2's and BERT's reference code's
+    approximation, above), any name ``keras.activations.get`` knows (``"gelu"`` is the exact
+    form), or a callable.
+
+    Raises:
+        ValueError: naming the value received and what is allowed.
+    """
+    if isinstance(activation, str) and activation == "gelu_tanh":
+        return gelu_tanh
+    message = (
+        f"activation={activation!r} is not allowed; expected 'gelu_tanh' (the tanh "
+        "approximation of GPT-2 and BERT's reference code), a Keras activation name such as "
+        "'gelu' (exact) or 'relu', or a callable."
+    )
+    if activation is None:
+        raise ValueError(message)
+    try:
+        return keras.activations.get(activation)
+    except (ValueError, TypeError) as error:
+        raise ValueError(message) from error
