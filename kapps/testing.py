@@ -71,8 +71,14 @@ def cpu_strategy():
     return _CPU_STRATEGY[0]
 
 
+#: Integer inputs that index small tables, by input name: values in ``[0, high)`` instead of
+#: ``[0, 10)`` (BERT's ``segment_ids`` index two segment embeddings).
+INTEGER_INPUT_HIGH = {"segment_ids": 2}
+
+
 def sample_inputs(model, batch_size=2, seed=0, input_shape=None, sequence_length=8):
-    """Random inputs for ``model``: floats in [0, 1), integers in [0, 10) for integer inputs.
+    """Random inputs for ``model``: floats in [0, 1), integers in [0, 10) for integer inputs
+    (``[0, INTEGER_INPUT_HIGH[name])`` for the inputs named there).
 
     Unknown non-batch dimensions are taken from ``input_shape`` (one example's shape); token
     inputs of unknown length ``(batch, None)`` get ``sequence_length`` tokens."""
@@ -94,7 +100,8 @@ def sample_inputs(model, batch_size=2, seed=0, input_shape=None, sequence_length
                 )
         shape = (batch_size, *dims)
         if integer:
-            arrays.append(rng.integers(0, 10, size=shape).astype(str(tensor.dtype)))
+            high = INTEGER_INPUT_HIGH.get(getattr(tensor, "name", None), 10)
+            arrays.append(rng.integers(0, high, size=shape).astype(str(tensor.dtype)))
         else:
             arrays.append(rng.random(shape, dtype="float32"))
     return arrays[0] if len(arrays) == 1 else arrays

@@ -1,17 +1,19 @@
 """Functional-API builders, grouped by task. Every builder is also reachable by its registry
 name through ``kapps.build(name, ...)``."""
 
-from kapps.models import classification, detection, segmentation, sequence
+from kapps.models import classification, detection, language, segmentation, sequence
 from kapps.models.classification import *  # noqa: F403  (every builder, by name)
 from kapps.models.classification import __all__ as _classifiers
 from kapps.models.detection import *  # noqa: F403
 from kapps.models.detection import __all__ as _detectors
+from kapps.models.language import *  # noqa: F403
+from kapps.models.language import __all__ as _language
 from kapps.models.segmentation import *  # noqa: F403
 from kapps.models.segmentation import __all__ as _segmenters
 from kapps.models.sequence import *  # noqa: F403
 from kapps.models.sequence import __all__ as _sequence
 
 __all__ = [
-    "classification", "detection", "segmentation", "sequence",
-    *_classifiers, *_detectors, *_segmenters, *_sequence,
+    "classification", "detection", "language", "segmentation", "sequence",
+    *_classifiers, *_detectors, *_language, *_segmenters, *_sequence,
 ]
