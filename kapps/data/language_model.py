@@ -111,15 +111,18 @@ def random_windows(ids, length, batch_size, *, seed=0):
     tokens = tf.constant(ids)
     starts = len(ids) - length  # offsets 0 .. len - length - 1 have length + 1 tokens
 
-    def window(value):
-        start = tf.cast(value % starts, tf.int32)
-        chunk = tokens[start:start + length + 1]
-        return chunk[:-1], chunk[1:]
+    offsets = tf.range(length + 1, dtype=tf.int32)
+
+    def windows(values):
+        # one gather for the whole batch: (batch, 1) + (1, length + 1) -> (batch, length + 1)
+        first = tf.cast(values % starts, tf.int32)
+        chunk = tf.gather(tokens, first[:, None] + offsets[None, :])
+        return chunk[:, :-1], chunk[:, 1:]
 
     return (
         tf.data.Dataset.random(seed=seed)
-        .map(window, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size, drop_remainder=True)
+        .map(windows, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
