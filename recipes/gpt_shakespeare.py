@@ -1,6 +1,6 @@
 """A character-level GPT on tiny Shakespeare: next-character prediction, then samples.
 
-    python -m recipes.gpt_shakespeare --data-dir ../shared/tfds
+    python -m recipes.gpt_shakespeare --data-dir ../shared/tfds --jit-compile
     python -m recipes.gpt_shakespeare --generate "ROMEO:" --length 300
 
 Trains ``kapps.models.language.gpt`` (Radford et al. 2019: pre-LN blocks, causal attention,
@@ -21,7 +21,14 @@ and perplexity on the validation and test splits (every character scored once, i
 non-overlapping windows), training characters per second, and whether the TFLite
 generator's greedy tokens equal the Keras greedy tokens on the sample prompts.
 
-Measured (see the README; 2-core CPU): [filled in from the measured run]
+Measured on a 2-core CPU, with ``--jit-compile`` (XLA trained this model about twice as fast
+as without it) and the defaults otherwise (826,112 parameters; the cores shared for part of
+the run with a helper's measurements): in the 30-minute budget 1,533 steps of 32 x 128
+characters (6.3M characters, 6 passes over the training text); validation loss **1.562**
+nats per character (perplexity 4.77), test 1.672 (perplexity 5.32; tiny Shakespeare's test
+split is the harder one); the TFLite generator's greedy tokens equal Keras' on 5/5 prompts.
+32 minutes in all with evaluation and exports. nanoGPT's 10.7M-parameter model reaches 1.47
+on a GPU.
 
 Writes ``--out`` (default ``saved_models/gpt_shakespeare/``): ``model.keras``,
 ``saved_model/``, ``model.tflite`` (logits of one context window), ``generator.tflite``
