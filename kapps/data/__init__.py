@@ -25,6 +25,11 @@ Sources (one module per kind of source; new formats go beside these):
   padded ``rel_xyxy`` box targets (:func:`detection_dataset`) with augmentation that moves the
   boxes with the image (:func:`detection_augmentation`) and multi-scale batches.
 
+- ``kapps.data.text``: English text for BERT: the English side of the shared corpora
+  (:func:`english_corpus`: tiny Shakespeare passages, Multi30k, Tatoeba), a WordPiece
+  vocabulary (:func:`wordpiece_vocabulary`, :func:`wordpiece_tokenizer`), masked-LM batches
+  (:func:`masked_lm_dataset`), Tatoeba paraphrase pairs (:func:`paraphrase_pairs`) and
+  sentence-pair batches (:func:`sentence_pair_dataset`).
 - ``kapps.data.language_model``: plain text for language models: TFDS ``tiny_shakespeare``
   (:func:`tiny_shakespeare`), characters as keras-hub code points (:func:`char_tokenizer`),
   training windows at random offsets (:func:`random_windows`) and non-overlapping evaluation
@@ -55,6 +60,14 @@ from kapps.data.segmentation import (
     list_mask_folder,
     mask_folder,
     segmentation_augmentation,
+)
+from kapps.data.text import (
+    english_corpus,
+    masked_lm_dataset,
+    paraphrase_pairs,
+    sentence_pair_dataset,
+    wordpiece_tokenizer,
+    wordpiece_vocabulary,
 )
 from kapps.data.tfds import load_tfds, tfds_data_dir
 from kapps.data.translation import (
@@ -130,6 +143,12 @@ __all__ = [
     "random_windows",
     "tiled_windows",
     "tiny_shakespeare",
+    "english_corpus",
+    "masked_lm_dataset",
+    "paraphrase_pairs",
+    "sentence_pair_dataset",
+    "wordpiece_tokenizer",
+    "wordpiece_vocabulary",
     "prepare",
     "random_crop_flip",
     "segmentation_augmentation",
