@@ -15,9 +15,10 @@ from kapps.registry import ModelSpec
 
 _PAPER = "Radford et al. 2019, Language Models are Unsupervised Multitask Learners"
 
-#: 30 tokens, 16 positions, width 16, two blocks of two heads.
+#: 30 tokens, 16 positions, width 16, two blocks of two heads; one dropout rate for all, so
+#: the variants' tiny networks are the same (the contract runs in full once).
 _TINY = {"vocab_size": 30, "max_length": 16, "num_layers": 2, "num_heads": 2,
-         "hidden_dim": 16, "mlp_dim": 32}
+         "hidden_dim": 16, "mlp_dim": 32, "dropout": 0.1}
 _TINY_PARAMS = 5_216
 
 _SOURCE = "keras-hub's GPT2Backbone preset {preset} ({count}); the paper's Table 2 says {rounded}"
