@@ -28,7 +28,16 @@ come out); pre-training 8 epochs of 300 steps of 64 sequences (about 2 passes ov
 76,000 training texts) at a peak rate of 5e-4; fine-tuning 4 epochs of 32 pairs at 1e-4 (not
 tuned). The pre-training objective is the masked-language model alone, without the
 next-sentence task, so the pooler (which only that task trains) starts fine-tuning untrained
-in both runs. Measured on a 2-core CPU: (to be filled in after the first full run).
+in both runs.
+
+Measured on a 2-core CPU shared with the test suite, at a shorter schedule than the defaults
+(``--epochs 4 --steps-per-epoch 250 --finetune-epochs 3``: 1,000 pre-training steps, 1.1M
+parameters, a 5,265-piece vocabulary): held-out masked-token accuracy 0.224, perplexity 161
+(test text, 6,399 texts); paraphrase test accuracy (954 pairs) **0.599 fine-tuned from the
+pre-trained backbone against 0.521 from scratch** with the same budget; the word-overlap
+baseline reaches 0.668, so neither model is good yet: one sixth of a pass over the text is
+too little pre-training to beat counting shared words. The TFLite classifier scores the same
+0.599 (largest logit difference 6.3e-7). 16 minutes in all.
 
 Writes ``--out`` (default ``saved_models/bert_mlm/``): ``model.keras``, ``saved_model/``,
 ``model.tflite`` (the fine-tuned pre-trained classifier; inputs ``token_ids``, ``segment_ids``,
