@@ -74,7 +74,7 @@ import statistics
 import sys
 import time
 
-from kapps.benchmarking import alternate_rounds, rate_summary
+from kapps.benchmarking import alternate_rounds, rate_summary, size_defaults
 
 #: Generation: a small GPT-2-shaped model; training: gpt2_small-shaped blocks, 2 of them.
 FULL = {
@@ -118,14 +118,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=os.path.join("benchmarks", "results",
                                                       "gpt_vs_keras_hub.json"))
     args = parser.parse_args(argv)
-    defaults = TINY if args.tiny else FULL
-    for flag, value in defaults.items():
-        if getattr(args, flag) is None:
-            setattr(args, flag, value)
-        minimum = 0 if flag == "warmup" else 1
-        if getattr(args, flag) < minimum:
-            parser.error(f"--{flag.replace('_', '-')}={getattr(args, flag)} is not allowed; "
-                         f"expected at least {minimum}")
+    size_defaults(parser, args, TINY if args.tiny else FULL)
     if args.batch_sizes is None:
         args.batch_sizes = BATCH_SIZES["tiny" if args.tiny else "full"]
     else:

@@ -62,7 +62,13 @@ import platform
 import sys
 import time
 
-from kapps.benchmarking import alternate_rounds, graph_op_counts, mode_summary, op_difference
+from kapps.benchmarking import (
+    alternate_rounds,
+    graph_op_counts,
+    mode_summary,
+    op_difference,
+    size_defaults,
+)
 
 LABELS = ("kapps", "keras-hub")
 
@@ -90,13 +96,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=os.path.join("benchmarks", "results",
                                                       "transformer_encoder.json"))
     args = parser.parse_args(argv)
-    defaults = TINY if args.tiny else FULL
-    for flag, value in defaults.items():
-        if getattr(args, flag) is None:
-            setattr(args, flag, value)
-        minimum = 0 if flag == "warmup" else 1
-        if getattr(args, flag) < minimum:
-            parser.error(f"--{flag.replace('_', '-')} must be at least {minimum}")
+    size_defaults(parser, args, TINY if args.tiny else FULL)
     if args.seq_len < 2:
         parser.error("--seq-len must be at least 2 (some tokens real, some padding)")
     if args.hidden_dim % args.num_heads:

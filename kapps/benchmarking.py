@@ -13,6 +13,21 @@ import sys
 import time
 
 
+def size_defaults(parser, args, defaults, zero_allowed=("warmup",)):
+    """Fill the size flags a benchmark left unset (``None``) from ``defaults`` (its full or
+    ``--tiny`` table) and reject values below 1 (below 0 for ``zero_allowed``) with a usage
+    error naming the flag."""
+    for flag, value in defaults.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+        minimum = 0 if flag in zero_allowed else 1
+        if getattr(args, flag) < minimum:
+            parser.error(
+                f"--{flag.replace('_', '-')}={getattr(args, flag)} is not allowed; expected at "
+                f"least {minimum}"
+            )
+
+
 def alternate_rounds(steps, *, warmup, repeats, steps_per_round, name=""):
     """Time every step function in alternating rounds.
 
