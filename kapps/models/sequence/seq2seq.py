@@ -17,7 +17,7 @@ runs the same weights one step at a time for greedy or beam search
 import keras
 from keras import ops
 
-from kapps._checks import check_choice, check_positive_int, check_rate
+from kapps._checks import check_bool, check_choice, check_positive_int, check_rate
 from kapps.layers.recurrent import RNN, GRUCell, LSTMCell
 from kapps.layers.recurrent_attention import (
     DECODER_ATTENTIONS,
@@ -30,10 +30,6 @@ from kapps.layers.masks import TokenMask
 _ENCODER_CELLS = {"gru": GRUCell, "lstm": LSTMCell}
 
 
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} is not allowed; expected True or False.")
-    return value
 
 
 def seq2seq_attention(
@@ -132,7 +128,7 @@ def seq2seq_attention(
     check_choice("cell", cell, tuple(DECODER_CELLS))
     if maxout_units is not None:
         check_positive_int("maxout_units", maxout_units)
-    _check_bool("reset_after", reset_after)
+    check_bool("reset_after", reset_after)
     dropout = check_rate("dropout", dropout)
     if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0:
         raise ValueError(f"pad_id={pad_id!r} is not allowed; expected an int >= 0.")

@@ -40,7 +40,13 @@ import types
 import keras
 from keras import ops
 
-from kapps._checks import check_positive_int, check_rate, check_transformer_dims
+from kapps._checks import (
+    check_bool,
+    check_epsilon,
+    check_positive_int,
+    check_rate,
+    check_transformer_dims,
+)
 from kapps.layers.attention import padding_mask
 from kapps.layers.embedding import SharedEmbedding
 from kapps.layers.masks import TokenMask
@@ -56,10 +62,6 @@ VARIANTS = {
 }
 
 
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} is not allowed; expected True or False.")
-    return value
 
 
 def _check_activation(activation):
@@ -76,10 +78,6 @@ def _check_activation(activation):
     return activation
 
 
-def _check_epsilon(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"epsilon={value!r} is not allowed; expected a number > 0.")
-    return float(value)
 
 
 def _check_pad_id(pad_id, vocab_size, target_vocab_size):
@@ -215,10 +213,10 @@ def transformer(
     check_transformer_dims(hidden_dim, num_layers, num_heads, mlp_dim)
     dropout = check_rate("dropout", dropout)
     attention_dropout = check_rate("attention_dropout", attention_dropout)
-    _check_bool("norm_first", norm_first)
+    check_bool("norm_first", norm_first)
     _check_activation(activation)
-    epsilon = _check_epsilon(epsilon)
-    _check_bool("share_embeddings", share_embeddings)
+    epsilon = check_epsilon(epsilon)
+    check_bool("share_embeddings", share_embeddings)
     if share_embeddings and target_vocab_size not in (None, vocab_size):
         raise ValueError(
             f"target_vocab_size={target_vocab_size!r} is not allowed with share_embeddings=True "
