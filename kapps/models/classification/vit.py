@@ -37,7 +37,13 @@ import weakref
 import keras
 import numpy as np
 
-from kapps._checks import check_choice, check_positive_int, check_rate, check_transformer_dims
+from kapps._checks import (
+    check_choice,
+    check_epsilon,
+    check_positive_int,
+    check_rate,
+    check_transformer_dims,
+)
 from kapps.layers.attention import convert_keras_mha_weights
 from kapps.layers.patches import ClassToken, PatchEmbedding, _check_patch_size
 from kapps.layers.position import PositionEmbedding, resize_position_grid
@@ -90,10 +96,6 @@ def _check_optional_positive_int(name, value):
     return value
 
 
-def _check_epsilon(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"layer_norm_epsilon={value!r} is not allowed; expected a number > 0.")
-    return float(value)
 
 
 def _check_seed(seed):
@@ -192,7 +194,7 @@ def vit(
     stochastic_depth_rate = check_rate("stochastic_depth_rate", stochastic_depth_rate)
     check_choice("classifier_pooling", classifier_pooling, CLASSIFIER_POOLING)
     _check_optional_positive_int("representation_size", representation_size)
-    layer_norm_epsilon = _check_epsilon(layer_norm_epsilon)
+    layer_norm_epsilon = check_epsilon(layer_norm_epsilon, "layer_norm_epsilon")
     seed = _check_seed(seed)
     check_activation("classifier_activation", classifier_activation)
     input_shape = check_classifier_args(num_classes, input_shape, include_top, pooling, min_size=1)
