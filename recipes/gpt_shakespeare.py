@@ -146,7 +146,7 @@ def main(argv=None):
 
     from kapps import export, plots, training
     from kapps.data import language_model as lm
-    from kapps.models.language import gpt
+    from kapps.models.language import Generator, gpt
     from recipes._common import setup
 
     strategy, batch, out, chief = setup(args)
@@ -209,8 +209,6 @@ def main(argv=None):
     reports = export.export_all(model, out, sample_inputs=window)
     flatbuffer = export.generator_to_tflite(model, os.path.join(out, GENERATOR_FILE), max_length=args.context)
     runner = export.load_tflite(flatbuffer)
-    from kapps.models.language import Generator
-
     greedy = Generator(model, args.context)
     identical = 0
     for prompt in PROMPTS:
