@@ -592,3 +592,153 @@ def _detection_list(value, name):
             "scores": np.ones(len(boxes)) if scores is None else np.asarray(scores).reshape(-1),
         })
     return out
+
+
+def tile_images(images, columns: int | None = None, *, padding: int = 1, fill: float = 1.0):
+    """One mosaic of ``images`` ``(n, height, width[, channels])`` in ``[0, 1]``: ``columns``
+    per row (default a square-ish grid), ``padding`` pixels of ``fill`` between them.
+
+    Returns:
+        A float32 array ``(rows * (height + padding) - padding, columns * (width + padding)
+        - padding[, channels])``.
+
+    Raises:
+        ValueError: no images, or not ``(n, height, width[, channels])``.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4) or len(images) == 0:
+        raise ValueError(
+            f"images of shape {images.shape} are not allowed; expected (n, height, width) or "
+            "(n, height, width, channels) with n >= 1."
+        )
+    n, height, width = images.shape[:3]
+    columns = min(columns or math.ceil(math.sqrt(n)), n)
+    rows = math.ceil(n / columns)
+    shape = (rows * (height + padding) - padding, columns * (width + padding) - padding, *images.shape[3:])
+    mosaic = np.full(shape, fill, dtype=np.float32)
+    for i, image in enumerate(np.clip(images, 0.0, 1.0)):
+        top, left = (i // columns) * (height + padding), (i % columns) * (width + padding)
+        mosaic[top:top + height, left:left + width] = image
+    return mosaic
+
+
+def plot_sample_grid(images, path, *, columns: int | None = None, title: str | None = None,
+                     row_labels=None, scale: float = 0.5) -> str:
+    """A grid of generated images (or an interpolation strip: one row per pair), drawn as one
+    mosaic.
+
+    Args:
+        images: ``(n, height, width[, channels])`` floats in ``[0, 1]`` (clipped).
+        path: the PNG file to write; parent folders are created.
+        columns: images per row; default a square-ish grid.
+        title: figure title.
+        row_labels: optional text per row, drawn on the left (e.g. the class of a
+            class-conditional row, or ``"7 -> 1"`` for an interpolation).
+        scale: inches per image.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: see :func:`tile_images`; ``row_labels`` of the wrong length.
+    """
+    images = np.asarray(images)
+    mosaic = tile_images(images, columns)
+    n = len(images)
+    columns = min(columns or math.ceil(math.sqrt(n)), n)
+    rows = math.ceil(n / columns)
+    if row_labels is not None and len(row_labels) != rows:
+        raise ValueError(f"row_labels has {len(row_labels)} entries; expected one per row ({rows}).")
+    fig = _new_figure(max(scale * columns, 2.0) + (0.6 if row_labels is not None else 0.0),
+                      max(scale * rows, 0.8) + (0.4 if title else 0.1))
+    ax = fig.add_axes([0.1 if row_labels is not None else 0.01, 0.01,
+                       0.89 if row_labels is not None else 0.98, 0.88 if title else 0.98])
+    gray = mosaic.ndim == 2
+    ax.imshow(mosaic, cmap="gray" if gray else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels is not None:
+        height = images.shape[1] + 1
+        ax.set_yticks([r * height + (height - 1) / 2 for r in range(rows)])
+        ax.set_yticklabels([str(label) for label in row_labels], fontsize=8)
+    else:
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_latent_map(points, labels, path, *, title: str | None = None, class_names=None,
+                    axis_labels=("latent 1", "latent 2")) -> str:
+    """A 2-D map of encoded examples, one colour per class (a VAE's latent means, or their
+    first two principal components).
+
+    Args:
+        points: ``(n, 2)`` coordinates.
+        labels: ``(n,)`` class indices.
+        path: the PNG file to write.
+        title: figure title.
+        class_names: legend names for the class indices; default the indices.
+        axis_labels: the two axis titles.
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: ``points`` is not ``(n, 2)`` or ``labels`` has another length.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    labels = np.asarray(labels).reshape(-1)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels):
+        raise ValueError(
+            f"points of shape {points.shape} and labels of shape {labels.shape} are not allowed; "
+            "expected (n, 2) and (n,)."
+        )
+    from matplotlib import colormaps
+
+    colors = colormaps["tab10"]
+    fig = _new_figure(6.0, 5.2)
+    ax = fig.add_subplot(1, 1, 1)
+    for k in np.unique(labels):
+        chosen = labels == k
+        name = class_names[int(k)] if class_names is not None else str(int(k))
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=colors(int(k) % 10), label=name)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.legend(markerscale=4, fontsize=8, loc="best", ncol=2)
+    ax.set_title(title or "latent map", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_series(x, series, path, *, xlabel: str, ylabel: str, title: str | None = None,
+                log_x: bool = False) -> str:
+    """Lines of ``{name: values}`` against ``x`` with markers (e.g. sample quality against the
+    number of sampling steps).
+
+    Returns:
+        ``path`` as a string.
+
+    Raises:
+        ValueError: a series whose length differs from ``x``'s.
+    """
+    x = list(x)
+    fig = _new_figure(5.5, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, values in series.items():
+        values = list(values)
+        if len(values) != len(x):
+            raise ValueError(f"series {name!r} has {len(values)} values; expected {len(x)}, one per x.")
+        ax.plot(x, values, marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -218,7 +218,10 @@ def check_tflite_parity(model, inputs, tolerance=1e-4):
 
 def check_distributed_train_step(build_fn, inputs_fn, strategy=None):
     """One ``fit`` step under MirroredStrategy over at least two replicas changes the weights
-    and gives a finite loss.
+    and gives a finite loss. Models with a ``training_batch(batch_size)`` method (the
+    generative models, whose ``train_step`` trains on images rather than on targets of their
+    forward pass) are compiled with only an optimizer and fit on that batch; every metric
+    they report must be finite.
 
     Args:
         build_fn: a function with no arguments returning a new model; called inside the
@@ -231,10 +234,25 @@ def check_distributed_train_step(build_fn, inputs_fn, strategy=None):
     if strategy is None:
         strategy = cpu_strategy()
     assert strategy.num_replicas_in_sync >= 2, "the strategy has fewer than two replicas"
+    batch = 2 * strategy.num_replicas_in_sync
     with strategy.scope():
         model = build_fn()
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-    batch = 2 * strategy.num_replicas_in_sync
+        if hasattr(model, "training_batch"):
+            # generative models train on data, not on (inputs, targets) of their forward pass:
+            # their own train_step on a batch of what fit takes
+            model.compile(optimizer=keras.optimizers.SGD(0.01))
+        else:
+            model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    if hasattr(model, "training_batch"):
+        before = [np.array(w) for w in model.trainable_weights]
+        history = model.fit(*model.training_batch(batch), batch_size=batch, epochs=1, verbose=0)
+        losses = {k: v[-1] for k, v in history.history.items()}
+        assert losses and all(np.isfinite(v) for v in losses.values()), (
+            f"metrics after one distributed step: {losses}"
+        )
+        changed = sum(not np.array_equal(b, np.array(w)) for b, w in zip(before, model.trainable_weights))
+        assert changed > 0, "no weight changed after one distributed training step"
+        return
     inputs = inputs_fn(model, batch)
     if any(None in tuple(o.shape[1:]) for o in _as_list(model.outputs)):
         # unknown lengths (sequence models): targets of the shapes the model produces

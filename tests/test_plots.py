@@ -225,3 +225,32 @@ def test_plot_detections_errors(tmp_path):
         plots.plot_detections(images, found * 2, tmp_path / "a.png", columns=0)
     with pytest.raises(ValueError, match="no images"):
         plots.plot_detections(images[:0], [], tmp_path / "a.png")
+
+
+def test_tile_images_places_every_image_with_padding():
+    images = np.stack([np.full((3, 2), v) for v in (0.1, 0.2, 0.3, 0.4, 0.5)])
+    mosaic = plots.tile_images(images, columns=2, padding=1, fill=1.0)
+    assert mosaic.shape == (3 * 4 - 1, 2 * 3 - 1)
+    assert mosaic[0, 0] == pytest.approx(0.1) and mosaic[0, 3] == pytest.approx(0.2)
+    assert mosaic[8, 0] == pytest.approx(0.5) and mosaic[8, 3] == 1.0  # the empty sixth cell
+    assert mosaic[3, 0] == 1.0  # padding row
+    with pytest.raises(ValueError, match="images of shape"):
+        plots.tile_images(np.zeros((4, 4)))
+
+
+def test_sample_grid_latent_map_and_series_write_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    plots.plot_sample_grid(rng.random((20, 8, 8, 1)), tmp_path / "grid.png", columns=10,
+                           title="epoch 1", row_labels=["a", "b"])
+    assert _png(tmp_path / "grid.png").shape[0] > 50
+    plots.plot_latent_map(rng.normal(size=(50, 2)), rng.integers(0, 10, 50), tmp_path / "map.png")
+    _png(tmp_path / "map.png")
+    plots.plot_series([10, 50], {"fid": [2.0, 1.0]}, tmp_path / "fid.png", xlabel="steps",
+                      ylabel="FID", log_x=True)
+    _png(tmp_path / "fid.png")
+    with pytest.raises(ValueError, match="row_labels has 3"):
+        plots.plot_sample_grid(rng.random((20, 8, 8)), tmp_path / "x.png", columns=10, row_labels=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"points of shape \(5, 3\)"):
+        plots.plot_latent_map(np.zeros((5, 3)), np.zeros(5), tmp_path / "y.png")
+    with pytest.raises(ValueError, match="series 'fid' has 1"):
+        plots.plot_series([1, 2], {"fid": [1.0]}, tmp_path / "z.png", xlabel="x", ylabel="y")
