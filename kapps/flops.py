@@ -66,7 +66,8 @@ def count_flops(model, input_shape=None):
 
     Args:
         model: a Keras model (TensorFlow backend); with several inputs (a translation
-            model's source and target tokens) each gets an example of ``input_shape``.
+            model's source and target tokens) each gets an example of ``input_shape``, except
+            a further input whose shape is fully known (DDPM's time step), which keeps it.
         input_shape: shape of one example, without the batch axis; defaults to the model's
             (first) input shape, which must then be fully known.
 
@@ -88,8 +89,18 @@ def count_flops(model, input_shape=None):
             "channels) (or (tokens,) for a sequence model) to count FLOPs."
         )
     inputs = list(model.inputs) if model.inputs else [None]
+
+    def example_shape(tensor, index):
+        # the first input takes input_shape; a further input of fully known shape (DDPM's
+        # scalar time step) keeps its own, others (target tokens) take input_shape too
+        own = tuple(tensor.shape[1:]) if tensor is not None else None
+        if index > 0 and own is not None and None not in own:
+            return own
+        return shape
+
     specs = [
-        tf.TensorSpec((1, *shape), dtype=t.dtype if t is not None else "float32") for t in inputs
+        tf.TensorSpec((1, *example_shape(t, i)), dtype=t.dtype if t is not None else "float32")
+        for i, t in enumerate(inputs)
     ]
     if len(specs) == 1:
         function = tf.function(lambda x: model(x, training=False))

@@ -15,6 +15,30 @@ from kapps.layers.conv import ConvBNAct, PartialConv2D
 from kapps.layers.dense import EuclideanRBF, lenet_output_codes
 from kapps.layers.embedding import SharedEmbedding
 from kapps.layers.detection import NonMaxSuppression
+from kapps.layers.diffusion import (
+    DDIMSampler,
+    DiffusionAttention,
+    DiffusionResBlock,
+    GroupNorm,
+    TimestepEmbedding,
+    ancestral_step,
+    ddim_step,
+    ddim_timesteps,
+    linear_beta_schedule,
+    predict_x0,
+    q_sample,
+    timestep_encoding,
+)
+from kapps.layers.flows import (
+    AffineCoupling,
+    CouplingResNet,
+    LogitTransform,
+    MultiScaleFlow,
+    Squeeze2D,
+    checkerboard_mask,
+    squeeze2d,
+    unsqueeze2d,
+)
 from kapps.layers.dense_block import DenseBlock, DenseLayer, TransitionBlock
 from kapps.layers.inception import Inception
 from kapps.layers.interpolation import BilinearResize2D
@@ -56,6 +80,26 @@ from kapps.layers.transformer import TransformerDecoderBlock, TransformerEncoder
 from kapps.layers.unet import UNetConvBlock, UNetDecoderBlock, UNetEncoderBlock, center_crop
 
 __all__ = [
+    "AffineCoupling",
+    "CouplingResNet",
+    "DDIMSampler",
+    "DiffusionAttention",
+    "DiffusionResBlock",
+    "GroupNorm",
+    "LogitTransform",
+    "MultiScaleFlow",
+    "Squeeze2D",
+    "TimestepEmbedding",
+    "ancestral_step",
+    "checkerboard_mask",
+    "ddim_step",
+    "ddim_timesteps",
+    "linear_beta_schedule",
+    "predict_x0",
+    "q_sample",
+    "squeeze2d",
+    "timestep_encoding",
+    "unsqueeze2d",
     "AttentionDecoder",
     "BahdanauAttention",
     "GRUCell",
