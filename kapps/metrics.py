@@ -53,6 +53,8 @@ Generated images (NumPy, after the model):
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -943,10 +945,14 @@ def frechet_distance(features_a, features_b):
         )
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(a.shape[1]) * 1e-6
-        covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    with warnings.catch_warnings():
+        # a rank-deficient product (fewer examples than features) warns; the result is
+        # checked below instead
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(a.shape[1]) * 1e-6
+            covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     covmean = np.real(covmean)
     diff = mu_a - mu_b
     distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean)
@@ -1008,7 +1014,8 @@ class SampleQuality:
         self.classifier = classifier
         self.confidence = float(confidence)
         self.batch_size = batch_size
-        self._model = keras.Model(classifier.inputs, [features, classifier.outputs[0]])
+        inputs = classifier.inputs[0] if len(classifier.inputs) == 1 else classifier.inputs
+        self._model = keras.Model(inputs, [features, classifier.outputs[0]])
         self.reference_features, _ = self.features(reference_images)
 
     def features(self, images):
