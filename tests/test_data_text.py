@@ -131,6 +131,15 @@ def test_paraphrases_share_a_translation_and_negatives_are_hard(fra_txt, test_pa
     assert T.paraphrase_pairs(fra_txt, "test") == test_pairs  # fixed for a seed
 
 
+def test_datasets_tokenize_in_one_batch_traced_once(corpora, tokenizer):
+    texts = T.english_corpus(corpora, "val", corpora=["multi30k"])[:50]
+    # the same ids as the tokenizer gives text by text
+    assert T._tokenize_all(tokenizer, texts).to_list() == _token_lists(tokenizer, texts)
+    T.masked_lm_dataset(texts, tokenizer, 8)
+    T.sentence_pair_dataset([(texts[0], texts[1], 1)], tokenizer, 8)
+    assert T._BATCH_TOKENIZERS[tokenizer].experimental_get_tracing_count() == 1
+
+
 def test_masked_lm_batches_follow_the_bert_recipe(corpora, tokenizer):
     texts = T.english_corpus(corpora, "test", corpora=["multi30k"])[:160]
     originals = {tuple([T.CLS_ID, *ids[:30], T.SEP_ID]) for ids in _token_lists(tokenizer, texts)}

@@ -70,6 +70,15 @@ def build_kapps(name, **kwargs):
     )
 
 
+def kernel_values(rng, shape, fan_in):
+    """Uniform random float32 values of variance ``1 / fan_in`` (variance-keeping), made in
+    place: about half the time of normal ones for the tens of millions of the largest twins."""
+    value = rng.random(shape, dtype="float32")
+    value -= 0.5
+    value *= np.float32(np.sqrt(12.0 / fan_in))  # uniform on [-a, a] has variance a^2 / 3
+    return value
+
+
 def randomize(model, seed=0):
     """Give every variable of ``model`` distinct random values: kernels at a variance-keeping
     scale, batch-normalization and Normalization statistics (positive variances), biases,
@@ -81,16 +90,16 @@ def randomize(model, seed=0):
     for w in model.weights:
         shape, kind = tuple(w.shape), w.path.rsplit("/", 1)[-1]
         if w.path in depthwise:  # (h, w, channels, 1): each output sees h * w inputs
-            value = rng.standard_normal(shape, dtype="float32") / np.sqrt(shape[0] * shape[1])
+            value = kernel_values(rng, shape, shape[0] * shape[1])
         elif kind == "kernel":
-            value = rng.standard_normal(shape, dtype="float32") / np.sqrt(np.prod(shape[:-1]))
+            value = kernel_values(rng, shape, int(np.prod(shape[:-1])))
         elif kind in ("gamma", "moving_variance", "variance"):
             value = rng.uniform(0.5, 1.5, shape)
         elif kind == "count":
             value = rng.integers(1, 1000, shape)
         else:  # beta, moving_mean, mean, bias
             value = rng.normal(0.0, 0.1, shape)
-        w.assign(np.asarray(value).astype(w.dtype))
+        w.assign(np.asarray(value, dtype=w.dtype))
     for layer in model.layers:
         if isinstance(layer, keras.layers.Normalization):
             layer.finalize_state()  # it computes from a snapshot of its variables

@@ -44,6 +44,7 @@ import math
 import os
 import random
 import re
+import weakref
 from collections import defaultdict
 
 from kapps._checks import check_choice, check_positive_int
@@ -109,10 +110,12 @@ def shakespeare_passages(path, split="train", *, max_words=48):
 
 
 def _fra_eng_groups(path):
-    """``(pairs, group_of)``: the Tatoeba pairs and, for each English sentence, the key of its
-    connected group (the smallest English sentence of the group): English and French
-    sentences linked by a translation, English sentences equal up to case and punctuation
-    counted as one. Cached per file version."""
+    """``(pairs, group_of, split_of_english, english_of_split)``: the Tatoeba pairs; for each
+    English sentence the key of its connected group (the smallest English sentence of the
+    group: English and French sentences linked by a translation, English sentences equal up
+    to case and punctuation counted as one) and its split (:func:`fra_eng_group_split` of
+    that key); and for each split its distinct English sentences in file order. Cached per
+    file version, so the splits and paraphrase pairs of one file are grouped and hashed once."""
     path = os.path.abspath(os.fspath(path))
     stat = os.stat(path) if os.path.isfile(path) else None
     return _groups_cached(path, stat and (stat.st_mtime_ns, stat.st_size))
@@ -121,6 +124,7 @@ def _fra_eng_groups(path):
 @functools.lru_cache(maxsize=2)
 def _groups_cached(path, version):
     pairs = read_pairs(path)
+    normalized = {english: _normalized(english) for english, _ in pairs}
     parent = {}
 
     def find(node):
@@ -133,18 +137,23 @@ def _groups_cached(path, version):
     # English sentences that differ only in case or punctuation are one node, so they can
     # never land in different splits
     for english, french in pairs:
-        a, b = find(("en", _normalized(english))), find(("fr", french))
+        a, b = find(("en", normalized[english])), find(("fr", french))
         if a != b:
             parent[a] = b
     members = defaultdict(list)
-    for english in {e for e, _ in pairs}:
-        members[find(("en", _normalized(english)))].append(english)
-    group_of = {}
+    for english, form in normalized.items():
+        members[find(("en", form))].append(english)
+    group_of, split_of_english = {}, {}
     for sentences in members.values():
         key = min(sentences)
+        split = fra_eng_group_split(key)
         for sentence in sentences:
             group_of[sentence] = key
-    return pairs, group_of
+            split_of_english[sentence] = split
+    english_of_split = {split: [] for split in TEXT_SPLITS}
+    for english in normalized:  # distinct, in file order (dicts keep insertion order)
+        english_of_split[split_of_english[english]].append(english)
+    return pairs, group_of, split_of_english, {k: tuple(v) for k, v in english_of_split.items()}
 
 
 def fra_eng_group_split(key):
@@ -165,13 +174,7 @@ def fra_eng_english(path, split="train"):
         A list of sentences.
     """
     split = check_choice("split", split, TEXT_SPLITS)
-    pairs, group_of = _fra_eng_groups(path)
-    seen, sentences = set(), []
-    for english, _ in pairs:
-        if english not in seen and fra_eng_group_split(group_of[english]) == split:
-            seen.add(english)
-            sentences.append(english)
-    return sentences
+    return list(_fra_eng_groups(path)[3][split])
 
 
 def english_corpus(data_dir, split="train", *, corpora=CORPORA, max_words=48, exclude=()):
@@ -289,6 +292,35 @@ def wordpiece_tokenizer(vocabulary):
     return WordPieceTokenizer(vocabulary=vocabulary, lowercase=True, strip_accents=True, oov_token="[UNK]")
 
 
+#: tokenizer -> its batch tokenizing ``tf.function`` (see :func:`_tokenize_all`).
+_BATCH_TOKENIZERS = weakref.WeakKeyDictionary()
+
+
+def _tokenize_all(tokenizer, texts):
+    """The token ids of every text, an int32 ``tf.RaggedTensor`` ``(len(texts), None)``.
+
+    One batched call of a ``tf.function`` traced once per tokenizer: the datasets below start
+    from these ids instead of mapping the tokenizer over single texts, which traced the
+    tokenizer into every pipeline (about a second each) and made every new iterator set up
+    its lookup graph again (a second or more per epoch, evaluation and export pass). The ids
+    are the same; tokenizing tens of thousands of texts this way takes about a second.
+    """
+    import tensorflow as tf
+
+    function = _BATCH_TOKENIZERS.get(tokenizer)
+    if function is None:
+        reference = weakref.ref(tokenizer)  # the cache must not keep the tokenizer alive
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+        def function(batch):
+            ids = tf.cast(reference()(batch), tf.int32)
+            # a tokenizer with a sequence_length pads to it: the same ids, ragged
+            return ids if isinstance(ids, tf.RaggedTensor) else tf.RaggedTensor.from_tensor(ids)
+
+        _BATCH_TOKENIZERS[tokenizer] = function
+    return function(tf.constant(list(texts), tf.string))
+
+
 def _bert_inputs(token_ids, segment_ids):
     """The backbone's three inputs from padded ``(batch, seq)`` ids."""
     import tensorflow as tf
@@ -300,12 +332,43 @@ def _bert_inputs(token_ids, segment_ids):
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _mask_function(vocabulary_size, mask_rate, mask_selection_length):
+    """``mask(token_ids)`` for :func:`masked_lm_dataset`: keras-hub's
+    ``MaskedLMMaskGenerator`` on one ``[CLS] tokens [SEP]`` sequence, a ``tf.function``
+    traced once per setting and called from every pipeline that masks that way (tracing the
+    generator takes about a second)."""
+    import keras_hub
+    import tensorflow as tf
+
+    masker = keras_hub.layers.MaskedLMMaskGenerator(
+        vocabulary_size, mask_rate, MASK_ID, mask_selection_length=mask_selection_length,
+        unselectable_token_ids=[PAD_ID, CLS_ID, SEP_ID],
+    )
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)], autograph=False)
+    def mask(token_ids):
+        # one sequence at a time: the generator caps its selections per call
+        masked = masker(token_ids)
+        return {
+            # from the lengths, not from the ids: a random replacement may be id 0
+            "padding_mask": tf.ones_like(token_ids),
+            "token_ids": tf.cast(masked["token_ids"], tf.int32),
+            "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
+            "mask_ids": tf.cast(masked["mask_ids"], tf.int32),
+            "mask_weights": tf.cast(masked["mask_weights"], tf.float32),
+        }
+
+    return mask
+
+
 def masked_lm_dataset(texts, tokenizer, batch_size, *, max_length=64, mask_rate=0.15,
                       mask_selection_length=None, shuffle=False, seed=None, repeat=False,
                       static_masks=None, bucket_boundaries=(16, 32, 48), fixed_length=False):
     """Batches for masked-language-model training (Devlin et al. 2019, section 3.1).
 
-    Each text becomes ``[CLS] tokens [SEP]`` (cut to ``max_length``); keras-hub's
+    Each text becomes ``[CLS] tokens [SEP]`` (cut to ``max_length``; all texts are tokenized
+    up front in one batched call, so the pipeline holds ids, not the tokenizer); keras-hub's
     ``MaskedLMMaskGenerator`` then selects ``mask_rate`` of the tokens (never ``[PAD]``,
     ``[CLS]`` or ``[SEP]``) and replaces 80% of them with ``[MASK]``, 10% with a random token
     and leaves 10% as they were. Batches are padded with 0 to their longest sequence; to keep
@@ -344,7 +407,7 @@ def masked_lm_dataset(texts, tokenizer, batch_size, *, max_length=64, mask_rate=
     Raises:
         ValueError: bad sizes or rate, no texts, or a tokenizer without the special tokens.
     """
-    import keras_hub
+    import numpy as np
     import tensorflow as tf
 
     batch_size = check_positive_int("batch_size", batch_size)
@@ -361,36 +424,19 @@ def masked_lm_dataset(texts, tokenizer, batch_size, *, max_length=64, mask_rate=
         raise ValueError("texts=[] is not allowed; expected at least one sentence.")
     _check_special_tokens(tokenizer)
     static_masks = not shuffle if static_masks is None else static_masks
-    masker = keras_hub.layers.MaskedLMMaskGenerator(
-        tokenizer.vocabulary_size(), mask_rate, MASK_ID, mask_selection_length=mask_selection_length,
-        unselectable_token_ids=[PAD_ID, CLS_ID, SEP_ID],
-    )
+    mask = _mask_function(tokenizer.vocabulary_size(), float(mask_rate), mask_selection_length)
 
-    def tokenize(text):
-        ids = tf.cast(tokenizer(text), tf.int32)[: max_length - 2]
-        return tf.concat([[CLS_ID], ids, [SEP_ID]], 0)
-
-    def mask(token_ids):
-        # one sequence at a time: the generator caps its selections per call
-        masked = masker(token_ids)
-        return {
-            # from the lengths, not from the ids: a random replacement may be id 0
-            "padding_mask": tf.ones_like(token_ids),
-            "token_ids": tf.cast(masked["token_ids"], tf.int32),
-            "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
-            "mask_ids": tf.cast(masked["mask_ids"], tf.int32),
-            "mask_weights": tf.cast(masked["mask_weights"], tf.float32),
-        }
-
+    ids = _tokenize_all(tokenizer, texts)
     if not shuffle:
         # shortest first: batches of similar lengths, every one full but the last
-        lengths = [len(t) for t in tokenizer(texts)] if len(texts) else []
-        texts = [texts[i] for i in sorted(range(len(texts)), key=lengths.__getitem__)]
-    ds = tf.data.Dataset.from_tensor_slices(texts).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+        ids = tf.gather(ids, np.argsort(ids.row_lengths().numpy(), kind="stable"))
+    # [CLS] tokens [SEP], cut to max_length
+    ids = ids[:, : max_length - 2]
+    ends = tf.ones([len(texts), 1], tf.int32)
+    ids = tf.concat([ends * CLS_ID, ids, ends * SEP_ID], axis=1)
+    ds = tf.data.Dataset.from_tensor_slices(ids)
     if static_masks:
         ds = ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    else:
-        ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(min(len(texts), 100_000), seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -467,10 +513,10 @@ def paraphrase_pairs(path, split="train", *, candidates=300, limit=None, seed=0)
     candidates = check_positive_int("candidates", candidates)
     if limit is not None:
         limit = check_positive_int("limit", limit)
-    pairs, group_of = _fra_eng_groups(path)
+    pairs, group_of, split_of_english, _ = _fra_eng_groups(path)
     translations = defaultdict(list)
     for english, french in pairs:
-        if fra_eng_group_split(group_of[english]) == split and english not in translations[french]:
+        if split_of_english[english] == split and english not in translations[french]:
             translations[french].append(english)
     positives = set()
     for sentences in translations.values():
@@ -511,7 +557,8 @@ def sentence_pair_dataset(pairs, tokenizer, batch_size, *, max_length=64, shuffl
     backbone's ``token_ids`` (``[CLS] a [SEP] b [SEP]``, keras-hub's ``MultiSegmentPacker``
     cutting the longer sentence first), ``segment_ids`` (0 for ``[CLS] a [SEP]``, 1 for
     ``b [SEP]``) and ``padding_mask``, ``(batch, seq)`` int32 padded to the longest pair of
-    the batch (or to ``max_length`` with ``fixed_length``); labels int32 ``(batch,)``.
+    the batch (or to ``max_length`` with ``fixed_length``); labels int32 ``(batch,)``. The
+    pairs are tokenized and packed up front, in one batched call.
 
     Args:
         pairs: ``(sentence_a, sentence_b, label)`` triples (:func:`paraphrase_pairs`).
@@ -539,13 +586,10 @@ def sentence_pair_dataset(pairs, tokenizer, batch_size, *, max_length=64, shuffl
         sequence_length=max_length, start_value=CLS_ID, end_value=SEP_ID, pad_value=PAD_ID,
     )
     first, second, labels = zip(*pairs)
-
-    def encode(a, b, label):
-        token_ids, segment_ids = packer((tf.cast(tokenizer(a), tf.int32), tf.cast(tokenizer(b), tf.int32)))
-        return _bert_inputs(tf.cast(token_ids, tf.int32), tf.cast(segment_ids, tf.int32)), label
-
-    ds = tf.data.Dataset.from_tensor_slices((list(first), list(second), tf.constant(labels, tf.int32)))
-    ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    # every pair packed at once (the packer works row by row on a batch)
+    token_ids, segment_ids = packer((_tokenize_all(tokenizer, first), _tokenize_all(tokenizer, second)))
+    inputs = _bert_inputs(tf.cast(token_ids, tf.int32), tf.cast(segment_ids, tf.int32))
+    ds = tf.data.Dataset.from_tensor_slices((inputs, tf.constant(labels, tf.int32)))
     if shuffle:
         ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
     if repeat:
