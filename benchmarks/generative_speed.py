@@ -12,8 +12,9 @@ keras-hub generator for these models to compare with.
 
 Models: with ``--models-dir`` (default ``saved_models``), the recipes' trained ``model.keras``
 files where they exist, otherwise the recipes' MNIST configurations with random weights (the
-speed does not depend on the weights); ``--tiny`` builds the registry's tiny configurations,
-for tests.
+speed does not depend on the weights), and the recipe's own ``model.tflite`` where it was
+exported with the same options; ``--tiny`` builds the registry's tiny configurations, for
+tests.
 
     python benchmarks/generative_speed.py                   # about 5 minutes on 2 CPUs
     python benchmarks/generative_speed.py --tiny            # seconds
@@ -80,6 +81,19 @@ def load_model(name, args):
     return kapps.build(name, **config), "MNIST configuration, random weights"
 
 
+def recipe_tflite(name, args, source, options):
+    """The recipe's own ``model.tflite`` (the file a phone gets) when the trained model was
+    loaded and the recipe exported the same sampler options; else None (convert here)."""
+    folder = os.path.join(args.models_dir, RECIPES[name])
+    if not source.startswith("trained") or not os.path.isfile(os.path.join(folder, "model.tflite")):
+        return None
+    with open(os.path.join(folder, "metrics.json")) as f:
+        if json.load(f).get("sampler_options", {}) != options:
+            return None
+    with open(os.path.join(folder, "model.tflite"), "rb") as f:
+        return f.read()
+
+
 def bench_model(name, args):
     import numpy as np
     import tensorflow as tf
@@ -87,9 +101,10 @@ def bench_model(name, args):
     from kapps import benchmarking, export
 
     model, source = load_model(name, args)
-    options = {"steps": args.ddim_steps} if name == "ddpm" else {}
+    # the options the recipes export with (RealNVP at temperature 1: its own distribution)
+    options = {"ddpm": {"steps": args.ddim_steps}, "realnvp": {"temperature": 1.0}}.get(name, {})
     sampler = model.sampler(**options)
-    flatbuffer = export.to_tflite(sampler)
+    flatbuffer = recipe_tflite(name, args, source, options) or export.to_tflite(sampler)
     runner = export.load_tflite(flatbuffer, num_threads=os.cpu_count())
     keras_call = tf.function(lambda *x: sampler(list(x) if len(x) > 1 else x[0], training=False))
     record = {"source": source, "sampler_options": options, "params": int(model.count_params()),
@@ -113,7 +128,8 @@ def markdown(results):
     lines = ["| model | generator params | batch | Keras samples/s | TFLite samples/s | TFLite / Keras |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, record in results["models"].items():
-        label = f"{name} ({record['sampler_options']['steps']} DDIM steps)" if record["sampler_options"] else name
+        steps = record["sampler_options"].get("steps")
+        label = f"{name} ({steps} DDIM steps)" if steps else name
         for batch, entry in record["batches"].items():
             lines.append(
                 f"| {label} | {record['generator_params']:,} | {batch} | {entry['keras_samples_per_s']:,.1f} | "

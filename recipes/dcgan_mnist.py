@@ -13,8 +13,9 @@ the quality reported is the MNIST-specific FID and the confident share of 10,000
 only to watch the discriminator for overfitting. No "best" checkpoint is kept for the same
 reason: the model is the last epoch's.
 
-Measured on a 2-core CPU with the defaults: see the README's generative table (the numbers
-are written to ``metrics.json`` by every run).
+Measured on a 2-core CPU shared with other jobs, with the defaults (3 epochs, 384k
+parameters): MNIST-FID 108.7 and confident share 0.744 on 10,000 samples (real digits: 1.04
+and 0.999), in 13 minutes of training.
 
 Writes ``--out`` (default ``saved_models/dcgan_mnist/``): ``model.keras`` (generator and
 discriminator), ``saved_model/`` and ``model.tflite`` (the generator: noise, and the class when

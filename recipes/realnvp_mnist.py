@@ -11,8 +11,9 @@ dequantisation sample per digit), the MNIST-specific FID and the confident share
 samples (see ``recipes/_generative.py``), and exports the inverse flow (noise in, digits out)
 to builtin-only TFLite checked against Keras on fixed noise.
 
-Measured on a 2-core CPU with the defaults: see the README's generative table (the numbers
-are written to ``metrics.json`` by every run).
+Measured on a 2-core CPU shared with other jobs, ``--epochs 2 --steps-per-epoch 400`` (800
+steps of 64): test 2.176 bits per dimension, MNIST-FID 223.7 and confident share 0.564 on
+10,000 samples (real digits: 1.04 and 0.999), in 34 minutes of training. Far from converged.
 
 Writes ``--out`` (default ``saved_models/realnvp_mnist/``): ``model.keras``, ``saved_model/`` and
 ``model.tflite`` (the inverse flow as a generator), ``samples/epoch_NNN.png`` (the same 100

@@ -11,8 +11,9 @@ discrete-data likelihood comparable with bits per dimension), the MNIST-specific
 confident share of 10,000 samples (see ``recipes/_generative.py``), and exports the decoder
 (noise in, digits out) to builtin-only TFLite checked against Keras on fixed noise.
 
-Measured on a 2-core CPU with the defaults: see the README's generative table (the numbers
-are written to ``metrics.json`` by every run).
+Measured on a 2-core CPU shared with other jobs, ``--epochs 3`` (a 10-epoch run resumed
+with 3): test ELBO -103.6 nats per digit, MNIST-FID 125.1 and confident share 0.726 on 10,000
+samples (real digits: 1.04 and 0.999), in 10 minutes of training.
 
 Writes ``--out`` (default ``saved_models/vae_mnist/``): ``model.keras`` (the whole VAE),
 ``saved_model/`` and ``model.tflite`` (the decoder as a generator), ``samples/epoch_NNN.png``
