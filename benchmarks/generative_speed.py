@@ -70,6 +70,7 @@ def load_model(name, args):
     import keras
 
     import kapps
+    import kapps.models  # registers the generative classes that load_model looks up
     from kapps import registry
 
     if args.tiny:
