@@ -89,7 +89,9 @@ def test_metrics_are_consistent_with_the_encoder_and_beta():
     got = model.evaluate(images, np.zeros(8, "int32"), batch_size=8, verbose=0, return_dict=True)
     mean, log_variance = model.encode(images)
     kl = np.asarray(kl_divergence(mean, log_variance)).mean()
-    np.testing.assert_allclose(got["kl"], kl, rtol=1e-5)
+    # float32 sums in a different order: the KL of a fresh tiny model is about 3e-4, so a
+    # relative tolerance alone is below float32 round-off
+    np.testing.assert_allclose(got["kl"], kl, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got["loss"], got["reconstruction"] + 2.0 * got["kl"], rtol=1e-5)
     np.testing.assert_allclose(got["elbo"], -(got["reconstruction"] + got["kl"]), rtol=1e-5)
 
